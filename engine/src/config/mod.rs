@@ -1,0 +1,701 @@
+//! Pipeline files: loading, `${VAR}` expansion, validation with positions, and the runtime
+//! [`Pipeline`] they build.
+
+mod expand;
+pub mod file;
+mod locate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use stator_operators::Aggregate;
+use toml::de::DeTable;
+
+pub use locate::{KeyPath, PathSeg};
+
+use crate::subject::{self, OutputTemplate, SubjectTemplate};
+use file::{AlertSection, PipelineFile, SourceSection, WindowSection};
+
+/// Default subject template: the reference articles' hierarchy.
+pub const DEFAULT_SUBJECT_TEMPLATE: &str = "{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}";
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The file cannot be used.
+    Error,
+    /// The file works, but probably not as meant.
+    Warning,
+}
+
+/// One finding about a pipeline file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key the finding is about, e.g. `window[0].tumbling` (empty for syntax errors).
+    pub key: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {sev}", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, ": `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A pipeline file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read pipeline file: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file has errors; every one found is listed.
+    #[error("{}", DisplayAll(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+struct DisplayAll<'a>(&'a [Diagnostic]);
+
+impl fmt::Display for DisplayAll<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a reading's event time comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTime {
+    /// A payload field (RFC 3339 string or Unix seconds).
+    Field(String),
+    /// The time JetStream stored the message.
+    PublishTime,
+}
+
+/// The validated `[source]`.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// Server URL(s).
+    pub url: String,
+    /// Stream name.
+    pub stream: String,
+    /// Durable consumer name.
+    pub durable: String,
+    /// Create the consumer when it is missing.
+    pub create_consumer: bool,
+    /// Filter subjects (empty: the whole stream).
+    pub filter_subjects: Vec<String>,
+    /// Subject-to-fields template.
+    pub template: SubjectTemplate,
+    /// Event time source.
+    pub event_time: EventTime,
+    /// Start position of a created consumer.
+    pub deliver: DeliverPolicy,
+    /// Ack wait of a created consumer.
+    pub ack_wait: Duration,
+    /// Max ack pending of a created consumer.
+    pub max_ack_pending: i64,
+    /// Max deliveries.
+    pub max_deliver: i64,
+    /// Messages per pull request.
+    pub batch: usize,
+}
+
+/// The validated `[[window]]`.
+#[derive(Debug, Clone)]
+pub struct WindowSpec {
+    /// Window name.
+    pub name: String,
+    /// Key field names.
+    pub key: Vec<String>,
+    /// Key field positions in the subject template.
+    pub key_index: Vec<usize>,
+    /// Optional subject filter.
+    pub filter: Option<String>,
+    /// Window length.
+    pub size: Duration,
+    /// Distance between window starts (`size` for tumbling windows).
+    pub every: Duration,
+    /// Allowed lateness.
+    pub allowed_lateness: Duration,
+    /// Wall-clock idle timeout per key.
+    pub idle_timeout: Duration,
+    /// Aggregates computed.
+    pub aggregates: Vec<Aggregate>,
+}
+
+/// The validated `[[alert]]`.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    /// Rule name.
+    pub name: String,
+    /// Index into [`Pipeline::windows`].
+    pub window: usize,
+    /// Aggregate compared.
+    pub metric: Aggregate,
+    /// Warning level.
+    pub warning: Option<f64>,
+    /// Critical level.
+    pub critical: Option<f64>,
+    /// Clear below this value.
+    pub clear_below: f64,
+    /// Debounce, in windows.
+    pub for_windows: u32,
+    /// Output subject.
+    pub subject: OutputTemplate,
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Pipeline name.
+    pub name: String,
+    /// Dead-letter subject.
+    pub dead_letter_subject: String,
+    /// Alert state bucket.
+    pub state_bucket: String,
+    /// Source.
+    pub source: SourceSpec,
+    /// Windows.
+    pub windows: Vec<WindowSpec>,
+    /// Alert rules.
+    pub alerts: Vec<AlertRule>,
+}
+
+/// A loaded pipeline and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// Warnings (never errors).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads, expands and validates a pipeline file, with variables from the process environment.
+///
+/// # Errors
+/// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with every
+/// problem found, each with its line, column and key.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    load_str(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Like [`load`], from text, with variables from `env`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with every problem found.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut cx = Checker { file: path.to_owned(), text: String::new(), found: Vec::new() };
+    let expanded = match expand::expand(text, env) {
+        Ok(t) => t,
+        Err(errors) => {
+            for e in errors {
+                cx.push_at(Severity::Error, e.line, e.column, String::new(), e.message);
+            }
+            return Err(ConfigError::Invalid(cx.found));
+        }
+    };
+    cx.text = expanded;
+    let parsed: PipelineFile = match cx.parse() {
+        Some(p) => p,
+        None => return Err(ConfigError::Invalid(cx.found)),
+    };
+    let pipeline = build(&mut cx, parsed);
+    cx.found.sort_by_key(|d| (d.line, d.column));
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        cx.found.into_iter().partition(|d| d.severity == Severity::Error);
+    match pipeline {
+        Some(pipeline) if errors.is_empty() => Ok(Loaded { pipeline, warnings }),
+        _ => Err(ConfigError::Invalid(errors)),
+    }
+}
+
+/// Collects diagnostics and places them in the file.
+struct Checker {
+    file: PathBuf,
+    text: String,
+    found: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn push_at(&mut self, severity: Severity, line: usize, column: usize, key: String, message: String) {
+        self.found.push(Diagnostic { severity, file: self.file.clone(), line, column, key, message });
+    }
+
+    fn push_span(&mut self, severity: Severity, offset: usize, key: String, message: String) {
+        let (line, column) = locate::line_col(&self.text, offset);
+        self.push_at(severity, line, column, key, message);
+    }
+
+    fn report(&mut self, severity: Severity, path: &KeyPath, message: impl Into<String>) {
+        let offset = DeTable::parse(&self.text)
+            .ok()
+            .and_then(|d| locate::span_of(d.get_ref(), path))
+            .map_or(0, |s| s.start);
+        self.push_span(severity, offset, path.to_string(), message.into());
+    }
+
+    fn error(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.report(Severity::Error, path, message);
+    }
+
+    fn warn(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.report(Severity::Warning, path, message);
+    }
+
+    /// Parses the TOML and the file structure, reporting every unknown key.
+    fn parse(&mut self) -> Option<PipelineFile> {
+        let text = self.text.clone();
+        if let Err(e) = DeTable::parse(&text) {
+            {
+                let offset = e.span().map_or(0, |s| s.start);
+                self.push_span(Severity::Error, offset, String::new(), e.message().trim().to_owned());
+                return None;
+            }
+        }
+        let mut unknown = Vec::new();
+        let deserializer = toml::Deserializer::parse(&text).ok()?;
+        let result: Result<PipelineFile, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(ignored_path(&path)));
+        for path in unknown {
+            self.error(&path, "unknown key");
+        }
+        match result {
+            Ok(file) => Some(file),
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                let key = key_at(&text, offset);
+                self.push_span(Severity::Error, offset, key, e.message().trim().to_owned());
+                None
+            }
+        }
+    }
+}
+
+fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
+    fn walk(path: &serde_ignored::Path<'_>, out: &mut Vec<PathSeg>) {
+        use serde_ignored::Path as P;
+        match path {
+            P::Root => {}
+            P::Seq { parent, index } => {
+                walk(parent, out);
+                out.push(PathSeg::Index(*index));
+            }
+            P::Map { parent, key } => {
+                walk(parent, out);
+                out.push(PathSeg::Key(key.clone()));
+            }
+            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+                walk(parent, out)
+            }
+        }
+    }
+    let mut segs = Vec::new();
+    walk(path, &mut segs);
+    KeyPath(segs)
+}
+
+/// The key written at the start of the line holding `offset`, for errors serde reports by span.
+fn key_at(text: &str, offset: usize) -> String {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    line.split_once('=').map(|(k, _)| k.trim().to_owned()).unwrap_or_default()
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn duration(cx: &mut Checker, path: &KeyPath, text: Option<&str>, default: Duration) -> Duration {
+    let Some(text) = text else { return default };
+    match humantime::parse_duration(text) {
+        Ok(d) => d,
+        Err(e) => {
+            cx.error(path, format!("`{text}` is not a duration ({e}); write e.g. `10s`, `5m`, `1h30m`"));
+            default
+        }
+    }
+}
+
+fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
+    let root = KeyPath::default();
+    let p = root.key("pipeline");
+    if !is_name(&file.pipeline.name) {
+        cx.error(&p.key("name"), "a pipeline name uses only letters, digits, `-` and `_`");
+    }
+    let name = file.pipeline.name.clone();
+    let dead_letter_subject =
+        file.pipeline.dead_letter_subject.clone().unwrap_or_else(|| format!("stator.deadletter.{name}"));
+    if !subject::is_valid_subject(&dead_letter_subject) {
+        cx.error(&p.key("dead_letter_subject"), format!("`{dead_letter_subject}` is not a valid subject"));
+    }
+    let state_bucket = file.pipeline.state_bucket.clone().unwrap_or_else(|| "STATOR_STATE".into());
+    if !is_name(&state_bucket) {
+        cx.error(&p.key("state_bucket"), "a bucket name uses only letters, digits, `-` and `_`");
+    }
+    let template = build_template(cx, &file.source);
+    let windows: Vec<Option<WindowSpec>> = file
+        .windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| build_window(cx, &root.key("window").index(i), w, template.as_ref()))
+        .collect();
+    check_unique(cx, "window", file.windows.iter().map(|w| w.name.as_str()));
+    if file.windows.is_empty() {
+        cx.error(&root, "the pipeline has no `[[window]]`");
+    }
+    let alerts: Vec<AlertRule> = file
+        .alerts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows))
+        .collect();
+    let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
+    check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
+    let source = build_source(cx, &root.key("source"), &file.source, template?, &windows)?;
+    let complete = windows.len() == file.windows.len() && alerts.len() == file.alerts.len();
+    complete.then(|| Pipeline {
+        file: cx.file.clone(),
+        name,
+        dead_letter_subject,
+        state_bucket,
+        source,
+        windows,
+        alerts,
+    })
+}
+
+fn check_unique<'a>(cx: &mut Checker, section: &str, names: impl Iterator<Item = &'a str>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, n) in names.enumerate() {
+        if seen.contains(&n) {
+            cx.error(&KeyPath::default().key(section).index(i).key("name"), format!("`{n}` is already used"));
+        }
+        seen.push(n);
+    }
+}
+
+fn build_template(cx: &mut Checker, s: &SourceSection) -> Option<SubjectTemplate> {
+    let text = s.subject.as_deref().unwrap_or(DEFAULT_SUBJECT_TEMPLATE);
+    SubjectTemplate::parse(text)
+        .map_err(|e| cx.error(&KeyPath::default().key("source").key("subject"), e))
+        .ok()
+}
+
+fn build_source(
+    cx: &mut Checker,
+    p: &KeyPath,
+    s: &SourceSection,
+    template: SubjectTemplate,
+    windows: &[WindowSpec],
+) -> Option<SourceSpec> {
+    let mut ok = true;
+    for (field, value) in [("stream", &s.stream), ("durable", &s.durable)] {
+        if !is_name(value) {
+            cx.error(&p.key(field), "use only letters, digits, `-` and `_`");
+            ok = false;
+        }
+    }
+    for (i, f) in s.filter_subjects.iter().enumerate() {
+        if !subject::is_valid_filter(f) {
+            cx.error(&p.key("filter_subjects").index(i), format!("`{f}` is not a valid subject filter"));
+            ok = false;
+        }
+    }
+    if let Some(format) = s.format.as_deref().filter(|f| *f != "json") {
+        cx.error(&p.key("format"), format!("unknown format `{format}`, expected `json`"));
+        ok = false;
+    }
+    let event_time = match s.event_time.as_deref().unwrap_or("timestamp") {
+        "publish_time" => EventTime::PublishTime,
+        field if is_name(field) => EventTime::Field(field.to_owned()),
+        other => {
+            cx.error(&p.key("event_time"), format!("`{other}` is neither a field name nor `publish_time`"));
+            ok = false;
+            EventTime::PublishTime
+        }
+    };
+    let deliver = build_deliver(cx, p, s)?;
+    let longest = windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or_default();
+    let default_wait = (longest * 2).max(Duration::from_secs(30));
+    let ack_wait = duration(cx, &p.key("ack_wait"), s.ack_wait.as_deref(), default_wait);
+    if s.ack_wait.is_some() && ack_wait < longest {
+        cx.error(
+            &p.key("ack_wait"),
+            format!("ack_wait must be at least the longest window plus its lateness ({longest:?})"),
+        );
+        ok = false;
+    }
+    let max_ack_pending = s.max_ack_pending.unwrap_or(100_000);
+    let max_deliver = s.max_deliver.unwrap_or(5);
+    let batch = s.batch.unwrap_or(500);
+    for (field, bad) in [
+        ("max_ack_pending", max_ack_pending < 1),
+        ("max_deliver", max_deliver < 1),
+        ("batch", batch == 0 || batch > 10_000),
+    ] {
+        if bad {
+            cx.error(&p.key(field), "out of range");
+            ok = false;
+        }
+    }
+    ok.then(|| SourceSpec {
+        url: s.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        stream: s.stream.clone(),
+        durable: s.durable.clone(),
+        create_consumer: s.create_consumer,
+        filter_subjects: s.filter_subjects.clone(),
+        template,
+        event_time,
+        deliver,
+        ack_wait,
+        max_ack_pending,
+        max_deliver,
+        batch,
+    })
+}
+
+fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<DeliverPolicy> {
+    let path = p.key("deliver");
+    Some(match s.deliver.as_deref().unwrap_or("all") {
+        "all" => DeliverPolicy::All,
+        "new" => DeliverPolicy::New,
+        "last_per_subject" => DeliverPolicy::LastPerSubject,
+        "start_sequence" => match s.start_sequence {
+            Some(start_sequence) if start_sequence > 0 => DeliverPolicy::ByStartSequence { start_sequence },
+            _ => {
+                cx.error(&path, "`start_sequence` deliver needs `start_sequence = N` (N >= 1)");
+                return None;
+            }
+        },
+        "start_time" => {
+            let parsed = s.start_time.as_deref().map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            });
+            match parsed {
+                Some(Ok(start_time)) => DeliverPolicy::ByStartTime { start_time },
+                _ => {
+                    cx.error(&path, "`start_time` deliver needs `start_time = \"2026-11-22T08:00:00Z\"`");
+                    return None;
+                }
+            }
+        }
+        other => {
+            cx.error(
+                &path,
+                format!("unknown deliver `{other}`, expected all, new, start_sequence, start_time or last_per_subject"),
+            );
+            return None;
+        }
+    })
+}
+
+fn build_window(
+    cx: &mut Checker,
+    p: &KeyPath,
+    w: &WindowSection,
+    template: Option<&SubjectTemplate>,
+) -> Option<WindowSpec> {
+    let mut ok = is_name(&w.name);
+    if !ok {
+        cx.error(&p.key("name"), "a window name uses only letters, digits, `-` and `_`");
+    }
+    let key = if w.key.is_empty() { vec!["machine".to_owned()] } else { w.key.clone() };
+    let mut key_index = Vec::new();
+    for (i, k) in key.iter().enumerate() {
+        match template.and_then(|t| t.field_index(k)) {
+            Some(idx) => key_index.push(idx),
+            None => {
+                if let Some(t) = template {
+                    let known = t.field_names().join(", ");
+                    cx.error(&p.key("key").index(i), format!("`{k}` is not a field of the subject template ({known})"));
+                }
+                ok = false;
+            }
+        }
+    }
+    if let Some(f) = w.filter.as_deref().filter(|f| !subject::is_valid_filter(f)) {
+        cx.error(&p.key("filter"), format!("`{f}` is not a valid subject filter"));
+        ok = false;
+    }
+    let (size, every) = match (&w.tumbling, &w.hopping) {
+        (Some(t), None) => {
+            let d = duration(cx, &p.key("tumbling"), Some(t), Duration::ZERO);
+            (d, d)
+        }
+        (None, Some(h)) => (
+            duration(cx, &p.key("hopping").key("size"), Some(&h.size), Duration::ZERO),
+            duration(cx, &p.key("hopping").key("every"), Some(&h.every), Duration::ZERO),
+        ),
+        _ => {
+            cx.error(p, "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`");
+            return None;
+        }
+    };
+    let whole_ms = |d: Duration| d.as_millis() > 0 && d.subsec_nanos() % 1_000_000 == 0;
+    let errors_before = cx.found.len();
+    if cx.found[..errors_before].iter().any(|d| d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping"))) {
+        ok = false;
+    } else if !whole_ms(size) || !whole_ms(every) {
+        cx.error(p, "window lengths must be whole milliseconds and greater than zero");
+        ok = false;
+    } else if size.as_millis() % every.as_millis() != 0 {
+        cx.error(&p.key("hopping").key("every"), "`every` must divide `size`");
+        ok = false;
+    }
+    let allowed_lateness = duration(cx, &p.key("allowed_lateness"), w.allowed_lateness.as_deref(), Duration::ZERO);
+    let idle_timeout = duration(cx, &p.key("idle_timeout"), w.idle_timeout.as_deref(), Duration::from_secs(30));
+    let names: Vec<&str> = if w.aggregates.is_empty() {
+        vec!["count", "mean", "min", "max", "rms"]
+    } else {
+        w.aggregates.iter().map(String::as_str).collect()
+    };
+    let mut aggregates = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        match a.parse::<Aggregate>() {
+            Ok(agg) => aggregates.push(agg),
+            Err(e) => {
+                cx.error(&p.key("aggregates").index(i), e.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| WindowSpec {
+        name: w.name.clone(),
+        key,
+        key_index,
+        filter: w.filter.clone(),
+        size,
+        every,
+        allowed_lateness,
+        idle_timeout,
+        aggregates,
+    })
+}
+
+fn build_alert(
+    cx: &mut Checker,
+    p: &KeyPath,
+    a: &AlertSection,
+    sections: &[WindowSection],
+    windows: &[Option<WindowSpec>],
+) -> Option<AlertRule> {
+    let mut ok = is_name(&a.name);
+    if !ok {
+        cx.error(&p.key("name"), "a rule name uses only letters, digits, `-` and `_`");
+    }
+    let window = sections.iter().position(|w| w.name == a.window);
+    if window.is_none() {
+        let known: Vec<&str> = sections.iter().map(|w| w.name.as_str()).collect();
+        cx.error(&p.key("window"), format!("no window named `{}` (windows: {})", a.window, known.join(", ")));
+        ok = false;
+    }
+    let metric = match a.metric.parse::<Aggregate>() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            cx.error(&p.key("metric"), e.to_string());
+            None
+        }
+    };
+    if let (Some(w), Some(m)) = (window.and_then(|i| windows[i].as_ref()), metric) {
+        if !w.aggregates.contains(&m) {
+            cx.error(&p.key("metric"), format!("window `{}` does not compute `{m}`; add it to its aggregates", w.name));
+            ok = false;
+        }
+    }
+    let lowest = match (a.warning, a.critical) {
+        (None, None) => {
+            cx.error(p, "a rule needs `warning`, `critical` or both");
+            ok = false;
+            0.0
+        }
+        (Some(w), Some(c)) if w >= c => {
+            cx.error(&p.key("critical"), format!("critical ({c}) must be above warning ({w})"));
+            ok = false;
+            w
+        }
+        (Some(w), _) => w,
+        (None, Some(c)) => c,
+    };
+    let clear_below = a.clear_below.unwrap_or(lowest);
+    if clear_below > lowest {
+        cx.error(&p.key("clear_below"), format!("clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"));
+        ok = false;
+    }
+    let for_windows = a.for_windows.unwrap_or(1);
+    if for_windows == 0 {
+        cx.error(&p.key("for_windows"), "for_windows must be at least 1");
+        ok = false;
+    }
+    let subject = match OutputTemplate::parse(&a.subject) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            cx.error(&p.key("subject"), e);
+            None
+        }
+    };
+    if let (Some(t), Some(w)) = (&subject, window.and_then(|i| windows[i].as_ref())) {
+        for f in t.fields() {
+            if !w.key.contains(f) && f != "pipeline" && f != "rule" {
+                cx.error(&p.key("subject"), format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")));
+                ok = false;
+            }
+        }
+        let tokens: Vec<&str> = t.as_str().split('.').collect();
+        if tokens.get(2) != Some(&"alert") {
+            cx.warn(&p.key("subject"), "alert subjects usually follow `acme.{site}.alert.>`; make sure a stream captures this one");
+        }
+    }
+    let (Some(window), Some(metric), Some(subject), true) = (window, metric, subject, ok) else {
+        return None;
+    };
+    Some(AlertRule {
+        name: a.name.clone(),
+        window,
+        metric,
+        warning: a.warning,
+        critical: a.critical,
+        clear_below,
+        for_windows,
+        subject,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,8 @@
+//! Stator's engine: everything async and I/O.
+//!
+//! A [`config::Pipeline`] is loaded from a TOML file and run by [`worker::run`]: a JetStream
+//! durable pull consumer feeds per-key event-time windows, whose results drive threshold
+//! alerts. A message is acknowledged only once every output derived from it is durable.
+
+pub mod config;
+pub mod subject;

@@ -1,0 +1,8 @@
+//! Pure, synchronous, deterministic signal processing for Stator.
+//!
+//! Nothing in this crate does I/O, spawns tasks or reads a clock: every function is a
+//! function of its inputs, so the engine can replay a stream and get the same answers.
+
+pub mod stats;
+
+pub use stats::{Aggregate, Moments};
