@@ -1,1 +1,247 @@
-fn main(){}
+//! `stator`: stream analytics for industrial telemetry on NATS JetStream.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use stator::demo::{self, DemoOptions};
+use stator::simulate::{self, PlantSpec};
+use stator_engine::config::{self, ConfigError};
+use stator_engine::worker::{self, RunMode, Stats};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "stator", version, about = "Stream analytics for industrial telemetry on NATS JetStream")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run pipelines until SIGINT or SIGTERM.
+    Run {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Stop once the stream is drained (close all windows, commit, exit).
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Check pipeline files; prints every problem with file, line and column.
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Publish simulated telemetry for a plant.
+    Simulate {
+        /// NATS URL.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        url: String,
+        /// Comma-separated site names.
+        #[arg(long, default_value = "munich,berlin", value_delimiter = ',')]
+        sites: Vec<String>,
+        /// Areas per site.
+        #[arg(long, default_value_t = 1)]
+        areas: usize,
+        /// Lines per area.
+        #[arg(long, default_value_t = 2)]
+        lines: usize,
+        /// Machines per line.
+        #[arg(long, default_value_t = 4)]
+        machines: usize,
+        /// Machines that drift towards a fault (comma-separated ids such as cnc-003).
+        #[arg(long, value_delimiter = ',')]
+        drift: Vec<String>,
+        /// RMS the drifting machines reach at the end (mm/s).
+        #[arg(long, default_value_t = 6.0)]
+        drift_to: f64,
+        /// Time between readings of a machine.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Readings per machine.
+        #[arg(long, default_value_t = 60)]
+        readings: usize,
+        /// Publish in real time instead of as fast as possible (with past timestamps).
+        #[arg(long)]
+        realtime: bool,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Run a self-contained demo: own nats-server, simulated plant, shipped pipeline.
+    Demo {
+        /// Working directory.
+        #[arg(long, default_value = "demo-out")]
+        dir: PathBuf,
+        /// Seconds of simulated 1 Hz readings.
+        #[arg(long, default_value_t = 300)]
+        readings: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { files } => Ok(validate(&files)),
+        Command::Run { files, drain } => run(&files, if drain { RunMode::Drain } else { RunMode::Follow }).await,
+        Command::Simulate { url, sites, areas, lines, machines, drift, drift_to, interval, readings, realtime, seed } => {
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            let start_ms = if realtime { now_ms } else { now_ms - readings as i64 * interval.as_millis() as i64 };
+            let spec = PlantSpec {
+                org: "acme".into(),
+                sites,
+                areas,
+                lines,
+                machines_per_line: machines,
+                drift,
+                drift_to,
+                interval,
+                start_ms,
+                readings,
+                realtime,
+                seed,
+            };
+            let client = stator::connect(&url).await?;
+            let js = async_nats::jetstream::new(client);
+            let n = simulate::publish(&js, &spec, |n| tracing::debug!(published = n)).await.map_err(anyhow::Error::msg)?;
+            println!("published {n} readings");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, readings } => {
+            demo::run(&DemoOptions { dir, readings }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match config::load(file) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    println!("{w}");
+                }
+                println!("{}: ok (pipeline `{}`)", file.display(), loaded.pipeline.name);
+            }
+            Err(e) => {
+                failed = true;
+                println!("{e}");
+            }
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
+    let mut pipelines = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match config::load(file) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                pipelines.push(loaded.pipeline);
+            }
+            Err(e @ ConfigError::Invalid(_)) | Err(e @ ConfigError::Read { .. }) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("pipeline files have errors:\n{}", errors.join("\n"));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for pipeline in pipelines {
+        let client = stator::connect(&pipeline.source.url)
+            .await
+            .with_context(|| format!("connecting to {}", pipeline.source.url))?;
+        let stats = Arc::new(Stats::default());
+        tasks.spawn(worker::run(Arc::new(pipeline), client, stop_rx.clone(), stats, mode));
+    }
+    let signals = tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; stopping");
+        let _ = stop_tx.send(true);
+    });
+    let mut failed = false;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("{e}");
+                failed = true;
+            }
+            Err(e) => {
+                tracing::error!("pipeline task failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    signals.abort();
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -6,3 +6,9 @@
 
 pub mod config;
 pub mod subject;
+pub mod alert;
+pub mod telemetry;
+pub mod window;
+pub mod sink;
+pub mod source;
+pub mod worker;

@@ -21,6 +21,9 @@ use file::{AlertSection, PipelineFile, SourceSection, WindowSection};
 /// Default subject template: the reference articles' hierarchy.
 pub const DEFAULT_SUBJECT_TEMPLATE: &str = "{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}";
 
+/// Most fields a window key may have.
+pub const MAX_KEY_FIELDS: usize = 8;
+
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -537,6 +540,10 @@ fn build_window(
         cx.error(&p.key("name"), "a window name uses only letters, digits, `-` and `_`");
     }
     let key = if w.key.is_empty() { vec!["machine".to_owned()] } else { w.key.clone() };
+    if key.len() > MAX_KEY_FIELDS {
+        cx.error(&p.key("key"), format!("a window key has at most {MAX_KEY_FIELDS} fields"));
+        ok = false;
+    }
     let mut key_index = Vec::new();
     for (i, k) in key.iter().enumerate() {
         match template.and_then(|t| t.field_index(k)) {

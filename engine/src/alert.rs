@@ -1,0 +1,173 @@
+//! Threshold alert rules: a state machine per (rule, key) with hysteresis and debounce.
+//!
+//! Levels are `ok < warning < critical`. A window's value sets a *target* level: at or above
+//! `critical` → critical; at or above `warning` → warning; below `clear_below` → ok; in the
+//! band between `clear_below` and the lowest raise level the current level holds (a critical
+//! alert in that band steps down to warning when the rule has one). A change is published
+//! only when `for_windows` consecutive windows ask for a change in the same direction; it
+//! moves to the least extreme level those windows agree on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AlertRule;
+
+/// Alert level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// No alert.
+    #[default]
+    Ok,
+    /// Warning raised.
+    Warning,
+    /// Critical raised.
+    Critical,
+}
+
+impl Level {
+    /// Name of the transition *into* this level, as published in `state`.
+    pub fn transition_name(self) -> &'static str {
+        match self {
+            Level::Ok => "cleared",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// Persistent state of one rule for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct RuleState {
+    /// Level in force.
+    pub level: Level,
+    /// Consecutive windows asking for a change.
+    pub streak: u32,
+    /// Whether the streak asks for a raise (else a lowering).
+    pub streak_up: bool,
+    /// The least extreme level the streak agrees on.
+    pub streak_level: Level,
+    /// End (Unix ms) of the last window applied; windows up to it are not applied again.
+    pub last_window_end: i64,
+}
+
+/// A change of level, to be published.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// Level before.
+    pub from: Level,
+    /// Level after.
+    pub to: Level,
+    /// The threshold crossed: the raise level for a raise, `clear_below` for a clear.
+    pub threshold: f64,
+}
+
+/// Applies one window's `value` to `state`.
+///
+/// Returns `None` without touching `state` when the window was already applied (its end is
+/// not after `last_window_end`): a replay after a crash changes nothing.
+pub fn apply(rule: &AlertRule, state: &mut RuleState, value: f64, window_end: i64) -> Option<Transition> {
+    if window_end <= state.last_window_end {
+        return None;
+    }
+    state.last_window_end = window_end;
+    let target = target(rule, state.level, value);
+    if target == state.level {
+        state.streak = 0;
+        return None;
+    }
+    let up = target > state.level;
+    if state.streak > 0 && state.streak_up == up {
+        state.streak += 1;
+        state.streak_level = if up { state.streak_level.min(target) } else { state.streak_level.max(target) };
+    } else {
+        state.streak = 1;
+        state.streak_up = up;
+        state.streak_level = target;
+    }
+    if state.streak < rule.for_windows {
+        return None;
+    }
+    let from = state.level;
+    let to = state.streak_level;
+    state.level = to;
+    state.streak = 0;
+    let threshold = match to {
+        Level::Ok => rule.clear_below,
+        Level::Warning => rule.warning.unwrap_or(rule.clear_below),
+        Level::Critical => rule.critical.unwrap_or(f64::NAN),
+    };
+    Some(Transition { from, to, threshold })
+}
+
+fn target(rule: &AlertRule, current: Level, v: f64) -> Level {
+    if rule.critical.is_some_and(|c| v >= c) {
+        Level::Critical
+    } else if rule.warning.is_some_and(|w| v >= w) {
+        Level::Warning
+    } else if v < rule.clear_below {
+        Level::Ok
+    } else if current == Level::Critical && rule.warning.is_some() {
+        Level::Warning
+    } else {
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subject::OutputTemplate;
+    use stator_operators::Aggregate;
+
+    fn rule(for_windows: u32) -> AlertRule {
+        AlertRule {
+            name: "r".into(),
+            window: 0,
+            metric: Aggregate::Rms,
+            warning: Some(2.8),
+            critical: Some(4.5),
+            clear_below: 2.5,
+            for_windows,
+            subject: OutputTemplate::parse("acme.{site}.alert.x").unwrap(),
+        }
+    }
+
+    fn run(rule: &AlertRule, values: &[f64]) -> Vec<(usize, Level)> {
+        let mut s = RuleState::default();
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| apply(rule, &mut s, *v, (i as i64 + 1) * 10).map(|t| (i, t.to)))
+            .collect()
+    }
+
+    #[test]
+    fn raises_escalates_steps_down_and_clears() {
+        let got = run(&rule(1), &[1.0, 3.0, 5.0, 3.0, 2.6, 2.4]);
+        assert_eq!(got, vec![(1, Level::Warning), (2, Level::Critical), (3, Level::Warning), (5, Level::Ok)]);
+    }
+
+    #[test]
+    fn hysteresis_holds_inside_the_band() {
+        let got = run(&rule(1), &[3.0, 2.7, 2.6, 2.9, 2.5, 2.49]);
+        assert_eq!(got, vec![(0, Level::Warning), (5, Level::Ok)]);
+    }
+
+    #[test]
+    fn debounce_needs_consecutive_windows_and_takes_the_agreed_level() {
+        let r = rule(2);
+        assert_eq!(run(&r, &[3.0, 1.0, 3.0, 1.0]), vec![]);
+        assert_eq!(run(&r, &[3.0, 5.0, 5.0]), vec![(1, Level::Warning), (2, Level::Critical)].into_iter().take(1).collect::<Vec<_>>());
+        assert_eq!(run(&r, &[5.0, 5.0, 1.0, 1.0]), vec![(1, Level::Critical), (3, Level::Ok)]);
+    }
+
+    #[test]
+    fn a_replayed_window_changes_nothing() {
+        let r = rule(1);
+        let mut s = RuleState::default();
+        assert!(apply(&r, &mut s, 5.0, 10).is_some());
+        let before = s;
+        assert_eq!(apply(&r, &mut s, 1.0, 10), None);
+        assert_eq!(s, before);
+    }
+}

@@ -1,0 +1,90 @@
+//! Alert state per (pipeline, rule, key), kept in a NATS KV bucket so that a restarted
+//! worker neither forgets an open alert nor raises it twice.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use crate::alert::RuleState;
+
+/// The KV key of a rule's state for one key: `{pipeline}.{rule}.{key...}`, each key token
+/// escaped to the KV key alphabet (`=HH` per byte outside `[A-Za-z0-9_-]`).
+pub fn state_key(pipeline: &str, rule: &str, key: &[String]) -> String {
+    let mut out = format!("{pipeline}.{rule}");
+    for k in key {
+        out.push('.');
+        for b in k.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("={b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// Opens (creating when missing) the state bucket.
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+    match js.get_key_value(bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: bucket.to_owned(),
+                description: "Stator alert state per pipeline, rule and key".into(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Loads every state of `pipeline`.
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn load(store: &kv::Store, pipeline: &str) -> Result<HashMap<String, RuleState>, String> {
+    let prefix = format!("{pipeline}.");
+    let keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut states = HashMap::new();
+    for key in keys {
+        if let Some(bytes) = store.get(&key).await.map_err(|e| e.to_string())? {
+            match serde_json::from_slice::<RuleState>(&bytes) {
+                Ok(s) => {
+                    states.insert(key, s);
+                }
+                Err(e) => tracing::warn!(key, error = %e, "ignoring unreadable alert state"),
+            }
+        }
+    }
+    Ok(states)
+}
+
+/// Serializes a state for [`kv::Store::put`].
+pub fn encode(state: &RuleState) -> Bytes {
+    Bytes::from(serde_json::to_vec(state).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_escaped_to_the_kv_alphabet() {
+        let key = vec!["munich".to_owned(), "cnc/001 ä".to_owned()];
+        assert_eq!(state_key("p", "r", &key), "p.r.munich.cnc=2F001=20=C3=A4");
+    }
+}

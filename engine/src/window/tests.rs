@@ -1,0 +1,92 @@
+use super::*;
+use std::time::Duration;
+
+fn spec(size: u64, every: u64, lateness: u64) -> WindowSpec {
+    WindowSpec {
+        name: "w".into(),
+        key: vec!["machine".into()],
+        key_index: vec![0],
+        filter: None,
+        size: Duration::from_secs(size),
+        every: Duration::from_secs(every),
+        allowed_lateness: Duration::from_secs(lateness),
+        idle_timeout: Duration::from_secs(30),
+        aggregates: vec![Aggregate::Count, Aggregate::Rms, Aggregate::Max],
+    }
+}
+
+fn add(op: &mut WindowOperator, key: &str, t_s: f64, v: f64, seq: u64, now: Instant) -> Result<u32, Late> {
+    op.add(key, &[key], (t_s * 1000.0) as i64, v, seq, now, false)
+}
+
+#[test]
+fn tumbling_windows_close_when_the_watermark_passes_their_end() {
+    let now = Instant::now();
+    let mut op = WindowOperator::new(0, &spec(10, 10, 5));
+    for (i, t) in [1.0, 3.0, 9.5, 12.0].iter().enumerate() {
+        add(&mut op, "m1", *t, 2.0, i as u64 + 1, now).unwrap();
+    }
+    let mut out = Vec::new();
+    op.advance(now, false, &mut out);
+    assert!(out.is_empty(), "watermark 7s has not passed 10s");
+    add(&mut op, "m1", 15.0, 2.0, 5, now).unwrap();
+    op.advance(now, false, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].start_ms, out[0].end_ms), (0, 10_000));
+    assert_eq!(out[0].seqs, vec![1, 2, 3]);
+    assert_eq!(out[0].get(Aggregate::Count), Some(3.0));
+    assert_eq!(out[0].get(Aggregate::Rms), Some(2.0));
+}
+
+#[test]
+fn out_of_order_within_lateness_is_counted_and_later_is_refused() {
+    let now = Instant::now();
+    let mut op = WindowOperator::new(0, &spec(10, 10, 5));
+    add(&mut op, "m1", 13.0, 1.0, 1, now).unwrap();
+    add(&mut op, "m1", 8.0, 3.0, 2, now).unwrap(); // watermark 8s < 10s: still open
+    let mut out = Vec::new();
+    add(&mut op, "m1", 16.0, 1.0, 3, now).unwrap();
+    op.advance(now, false, &mut out);
+    assert_eq!(out[0].seqs, vec![2]);
+    assert_eq!(out[0].get(Aggregate::Max), Some(3.0));
+    let late = add(&mut op, "m1", 9.0, 1.0, 4, now).unwrap_err();
+    assert_eq!(late.window_end_ms, 10_000);
+}
+
+#[test]
+fn hopping_windows_take_each_reading_size_over_every_times() {
+    let now = Instant::now();
+    let mut op = WindowOperator::new(0, &spec(30, 10, 0));
+    assert_eq!(add(&mut op, "m1", 25.0, 1.0, 1, now), Ok(3));
+    let mut out = Vec::new();
+    add(&mut op, "m1", 100.0, 1.0, 2, now).unwrap();
+    op.advance(now, false, &mut out);
+    let spans: Vec<(i64, i64)> = out.iter().map(|w| (w.start_ms, w.end_ms)).collect();
+    assert_eq!(spans, vec![(0, 30_000), (10_000, 40_000), (20_000, 50_000)]);
+}
+
+#[test]
+fn an_idle_key_gets_its_windows_closed() {
+    let t0 = Instant::now();
+    let mut op = WindowOperator::new(0, &spec(10, 10, 0));
+    add(&mut op, "quiet", 1.0, 1.0, 1, t0).unwrap();
+    let mut out = Vec::new();
+    op.advance(t0 + Duration::from_secs(29), false, &mut out);
+    assert!(out.is_empty());
+    op.advance(t0 + Duration::from_secs(31), false, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].key, vec!["quiet".to_owned()]);
+}
+
+#[test]
+fn holding_the_watermark_keeps_windows_open_and_accepts_old_readings() {
+    let now = Instant::now();
+    let mut op = WindowOperator::new(0, &spec(10, 10, 0));
+    op.add("m1", &["m1"], 100_000, 1.0, 10, now, true).unwrap();
+    op.add("m1", &["m1"], 1_000, 1.0, 1, now, true).unwrap();
+    let mut out = Vec::new();
+    op.advance(now + Duration::from_secs(60), true, &mut out);
+    assert!(out.is_empty());
+    op.advance(now, false, &mut out);
+    assert_eq!(out.len(), 1, "released: the old window closes, the new one stays open");
+}

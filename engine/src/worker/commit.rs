@@ -1,0 +1,102 @@
+//! The committer: makes a batch's outputs durable, then acknowledges its messages.
+//!
+//! Commits are handled strictly in order, so a message acknowledged by a later commit never
+//! overtakes the outputs of an earlier one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{AckKind, kv, message::Acker};
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::stats::Stats;
+use crate::sink::{Outbound, Publisher};
+
+/// What one batch produced.
+#[derive(Default)]
+pub(crate) struct Commit {
+    /// Alert transitions to publish (in order).
+    pub(crate) alerts: Vec<Outbound>,
+    /// Dead letters to publish.
+    pub(crate) dead_letters: Vec<Outbound>,
+    /// Alert states to persist: (KV key, value).
+    pub(crate) states: Vec<(String, Bytes)>,
+    /// Messages to acknowledge once all of the above is durable.
+    pub(crate) acks: Vec<Acker>,
+    /// Messages to terminate once all of the above is durable (dead-lettered).
+    pub(crate) terms: Vec<Acker>,
+}
+
+impl Commit {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+            && self.dead_letters.is_empty()
+            && self.states.is_empty()
+            && self.acks.is_empty()
+            && self.terms.is_empty()
+    }
+}
+
+/// Runs until the channel closes or `abort` turns true; returns whether it drained fully.
+pub(crate) async fn run(
+    mut rx: mpsc::Receiver<Commit>,
+    mut publisher: Publisher,
+    store: kv::Store,
+    abort: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) -> bool {
+    while let Some(commit) = rx.recv().await {
+        if !apply(commit, &mut publisher, &store, &abort, &stats).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn apply(
+    c: Commit,
+    publisher: &mut Publisher,
+    store: &kv::Store,
+    abort: &watch::Receiver<bool>,
+    stats: &Stats,
+) -> bool {
+    for out in &c.alerts {
+        match publisher.publish(out, abort).await {
+            Ok(true) => Stats::add(&stats.alerts_duplicate, 1),
+            Ok(false) => Stats::add(&stats.alerts_published, 1),
+            Err(_) => return false,
+        }
+    }
+    for out in &c.dead_letters {
+        if publisher.publish(out, abort).await.is_err() {
+            return false;
+        }
+        Stats::add(&stats.dead_letters, 1);
+    }
+    for (key, value) in &c.states {
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = store.put(key, value.clone()).await {
+            tracing::warn!(key, error = %e, "saving alert state failed");
+            if *abort.borrow() {
+                return false;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+    // Acks need no confirmation: a lost ack means a redelivery, which the worker recognises.
+    for a in &c.acks {
+        if let Err(e) = a.ack().await {
+            tracing::debug!(error = %e, "ack not sent");
+        }
+    }
+    Stats::add(&stats.acked, c.acks.len() as u64);
+    for t in &c.terms {
+        if let Err(e) = t.ack_with(AckKind::Term).await {
+            tracing::debug!(error = %e, "term not sent");
+        }
+    }
+    Stats::add(&stats.terminated, c.terms.len() as u64);
+    true
+}

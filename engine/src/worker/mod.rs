@@ -1,0 +1,440 @@
+//! The pipeline worker: consumer → decode → windows → alerts → commit → ack.
+//!
+//! Delivery guarantee: a message is acknowledged only after every window it fell into has
+//! closed and every alert transition and state change those windows caused is confirmed by
+//! the server. A crash or stop before that leaves it unacknowledged, so JetStream redelivers
+//! it; the replayed windows produce the same alert `Nats-Msg-Id`s (dropped by the stream as
+//! duplicates) and the persisted alert state skips windows it has already applied.
+//!
+//! After a restart, messages the previous run held are redelivered only once their ack wait
+//! runs out, after newer ones. So that they are not mistaken for late readings, the worker
+//! *holds its watermark* (closes no window, marks nothing late) until the consumer's pending
+//! messages have come back or one ack wait has passed.
+
+mod commit;
+pub mod output;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, message::Acker};
+use futures::StreamExt;
+use rangemap::RangeInclusiveSet;
+use tokio::sync::{mpsc, watch};
+
+pub use stats::Stats;
+
+use crate::alert::{self, RuleState};
+use crate::config::{EventTime, MAX_KEY_FIELDS, Pipeline};
+use crate::sink::{Publisher, state};
+use crate::telemetry::{self, DecodeError};
+use crate::window::{ClosedWindow, WindowOperator};
+use commit::Commit;
+use output::Origin;
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Binding to the consumer failed.
+    #[error("pipeline `{pipeline}`: {source}")]
+    Source {
+        /// Pipeline name.
+        pipeline: String,
+        /// Cause.
+        source: crate::source::SourceError,
+    },
+    /// NATS failed in a way the worker cannot ride out.
+    #[error("pipeline `{pipeline}`: {message}")]
+    Nats {
+        /// Pipeline name.
+        pipeline: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// How a run ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunMode {
+    /// Run until shutdown (a long-running worker).
+    #[default]
+    Follow,
+    /// Stop once the consumer has delivered everything in the stream: close every open window,
+    /// commit, and return (demo, replay, benchmarks).
+    Drain,
+}
+
+/// How long shutdown waits for in-flight outputs before giving up on them (they are then
+/// redelivered to the next run).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct InFlight {
+    acker: Acker,
+    refs: u32,
+    since: Instant,
+}
+
+struct Barrier {
+    until: Instant,
+    upto_seq: u64,
+    remaining: usize,
+}
+
+struct Worker {
+    pipeline: Arc<Pipeline>,
+    ops: Vec<WindowOperator>,
+    inflight: HashMap<u64, InFlight>,
+    done: RangeInclusiveSet<u64>,
+    states: HashMap<String, RuleState>,
+    barrier: Option<Barrier>,
+    ack_wait: Duration,
+    stats: Arc<Stats>,
+    closed: Vec<ClosedWindow>,
+    key_buf: String,
+}
+
+/// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
+/// fetching, in-flight outputs confirmed, durable messages acknowledged, the rest NAKed for
+/// the next run.
+///
+/// # Errors
+/// [`WorkerError`] when the consumer cannot be bound or the state bucket opened.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    client: async_nats::Client,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+    mode: RunMode,
+) -> Result<(), WorkerError> {
+    let name = pipeline.name.clone();
+    let nats_err = |message: String| WorkerError::Nats { pipeline: name.clone(), message };
+    let js = jetstream::new(client.clone());
+    let (consumer, info) = crate::source::bind(&js, &pipeline)
+        .await
+        .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
+    let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
+    let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
+    let barrier = (info.num_ack_pending > 0).then(|| Barrier {
+        until: Instant::now() + info.config.ack_wait + Duration::from_secs(2),
+        upto_seq: info.delivered.stream_sequence,
+        remaining: info.num_ack_pending,
+    });
+    if let Some(b) = &barrier {
+        tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
+    }
+    let mut worker = Worker {
+        ops: pipeline.windows.iter().enumerate().map(|(i, w)| WindowOperator::new(i, w)).collect(),
+        pipeline: pipeline.clone(),
+        inflight: HashMap::new(),
+        done: RangeInclusiveSet::new(),
+        states,
+        barrier,
+        ack_wait: info.config.ack_wait,
+        stats: stats.clone(),
+        closed: Vec::new(),
+        key_buf: String::new(),
+    };
+    let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let committer = tokio::spawn(commit::run(commit_rx, Publisher::new(js.clone()), store, abort_rx, stats));
+    tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
+
+    let result = worker.pump(consumer, &mut shutdown, &commit_tx, mode).await;
+
+    drop(commit_tx);
+    let drained = tokio::select! {
+        r = committer => r.unwrap_or(false),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            let _ = abort_tx.send(true);
+            false
+        }
+    };
+    worker.nak_inflight().await;
+    let _ = client.flush().await;
+    tracing::info!(pipeline = %name, drained, "pipeline stopped");
+    result
+}
+
+impl Worker {
+    async fn pump(
+        &mut self,
+        mut consumer: PullConsumer,
+        shutdown: &mut watch::Receiver<bool>,
+        commits: &mpsc::Sender<Commit>,
+        mode: RunMode,
+    ) -> Result<(), WorkerError> {
+        let batch = self.pipeline.source.batch;
+        let period = match mode {
+            RunMode::Follow => (self.ack_wait / 4).clamp(Duration::from_millis(250), Duration::from_secs(5)),
+            RunMode::Drain => Duration::from_millis(200),
+        };
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_millis(100);
+        'connect: loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(m) => m.ready_chunks(batch),
+                Err(e) => {
+                    tracing::warn!(pipeline = %self.pipeline.name, error = %e, "cannot pull; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue 'connect;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            loop {
+                let mut commit = Commit::default();
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return Ok(()),
+                    chunk = messages.next() => match chunk {
+                        Some(chunk) => {
+                            let now = Instant::now();
+                            for item in chunk {
+                                match item {
+                                    Ok(msg) => self.on_message(msg, now, &mut commit),
+                                    Err(e) => tracing::warn!(pipeline = %self.pipeline.name, error = %e, "consumer stream error"),
+                                }
+                            }
+                            self.close_windows(now, &mut commit);
+                        }
+                        None => continue 'connect,
+                    },
+                    _ = tick.tick() => {
+                        let now = Instant::now();
+                        self.keep_alive(now).await;
+                        self.close_windows(now, &mut commit);
+                        if mode == RunMode::Drain && self.drained(&mut consumer).await {
+                            self.flush(&mut commit);
+                            let _ = commits.send(commit).await;
+                            return Ok(());
+                        }
+                    }
+                }
+                if !commit.is_empty() && commits.send(commit).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: jetstream::Message, now: Instant, commit: &mut Commit) {
+        let Ok(info) = msg.info() else {
+            tracing::warn!(subject = %msg.subject, "message without JetStream metadata ignored");
+            return;
+        };
+        let (seq, delivered) = (info.stream_sequence, info.delivered);
+        let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+        let stream = info.stream.to_owned();
+        Stats::add(&self.stats.fetched, 1);
+        if delivered > 1 {
+            Stats::add(&self.stats.redelivered, 1);
+            if let Some(b) = self.barrier.as_mut().filter(|b| seq <= b.upto_seq) {
+                b.remaining = b.remaining.saturating_sub(1);
+            }
+        }
+        let (msg, acker) = msg.split();
+        if let Some(f) = self.inflight.get_mut(&seq) {
+            f.acker = acker; // a redelivery of a message we hold: keep the newest handle
+            return;
+        }
+        if self.done.contains(&seq) {
+            commit.acks.push(acker); // handled in this run, its ack was lost: ack again
+            return;
+        }
+        let origin = Origin { stream: &stream, seq, subject: msg.subject.as_str() };
+        let (refs, late) = match self.route(&msg, published_ms, seq, now) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(pipeline = %self.pipeline.name, seq, reason = e.code(), "dead letter");
+                let out = output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), e.code(), &e.to_string());
+                commit.dead_letters.push(out);
+                commit.terms.push(acker);
+                self.done.insert(seq..=seq);
+                return;
+            }
+        };
+        if let Some(detail) = late {
+            Stats::add(&self.stats.late, 1);
+            let out = output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), "late", &detail);
+            commit.dead_letters.push(out);
+            if refs == 0 {
+                commit.terms.push(acker);
+                self.done.insert(seq..=seq);
+                return;
+            }
+        }
+        if refs == 0 {
+            commit.acks.push(acker);
+            self.done.insert(seq..=seq);
+        } else {
+            self.inflight.insert(seq, InFlight { acker, refs, since: now });
+        }
+    }
+
+    /// Decodes a message and adds it to its windows: (windows taken, late detail).
+    fn route(
+        &mut self,
+        msg: &async_nats::Message,
+        published_ms: i64,
+        seq: u64,
+        now: Instant,
+    ) -> Result<(u32, Option<String>), DecodeError> {
+        let source = &self.pipeline.source;
+        let mut fields = Vec::with_capacity(8);
+        source
+            .template
+            .extract(msg.subject.as_str(), &mut fields)
+            .map_err(|e| DecodeError::SubjectMismatch(e.to_string()))?;
+        let time_field = match &source.event_time {
+            EventTime::Field(f) => Some(f.as_str()),
+            EventTime::PublishTime => None,
+        };
+        let reading = telemetry::decode_json(&msg.payload, time_field)?;
+        let t_ms = reading.event_time_ms.unwrap_or(published_ms);
+        let hold = self.barrier.is_some();
+        let (mut refs, mut late) = (0, None);
+        for (spec, op) in self.pipeline.windows.iter().zip(self.ops.iter_mut()) {
+            if spec.filter.as_deref().is_some_and(|f| !crate::subject::matches(f, msg.subject.as_str())) {
+                continue;
+            }
+            self.key_buf.clear();
+            let mut key_fields: [&str; MAX_KEY_FIELDS] = [""; MAX_KEY_FIELDS];
+            for (n, &i) in spec.key_index.iter().enumerate() {
+                if n > 0 {
+                    self.key_buf.push('.');
+                }
+                self.key_buf.push_str(fields[i]);
+                if let Some(slot) = key_fields.get_mut(n) {
+                    *slot = fields[i];
+                }
+            }
+            let key_len = spec.key_index.len().min(MAX_KEY_FIELDS);
+            match op.add(&self.key_buf, &key_fields[..key_len], t_ms, reading.value, seq, now, hold) {
+                Ok(n) => refs += n,
+                Err(l) => {
+                    late = Some(format!(
+                        "window `{}` ending {} closed (closed up to {}); event time {}",
+                        spec.name,
+                        output::rfc3339_ms(l.window_end_ms),
+                        output::rfc3339_ms(l.closed_until_ms),
+                        output::rfc3339_ms(t_ms)
+                    ))
+                }
+            }
+        }
+        Ok((refs, late))
+    }
+
+    fn close_windows(&mut self, now: Instant, commit: &mut Commit) {
+        if let Some(b) = &self.barrier {
+            if b.remaining == 0 || now >= b.until {
+                tracing::info!(pipeline = %self.pipeline.name, unreturned = b.remaining, "watermark released");
+                self.barrier = None;
+            }
+        }
+        let hold = self.barrier.is_some();
+        let mut closed = std::mem::take(&mut self.closed);
+        for op in &mut self.ops {
+            op.advance(now, hold, &mut closed);
+        }
+        for w in closed.drain(..) {
+            self.on_closed(&w, commit);
+        }
+        self.closed = closed;
+    }
+
+    fn on_closed(&mut self, w: &ClosedWindow, commit: &mut Commit) {
+        Stats::add(&self.stats.windows_closed, 1);
+        let pipeline = self.pipeline.clone();
+        for rule in pipeline.alerts.iter().filter(|r| r.window == w.window) {
+            let Some(value) = w.get(rule.metric) else { continue };
+            let key = state::state_key(&pipeline.name, &rule.name, &w.key);
+            let state = self.states.entry(key.clone()).or_default();
+            let before = *state;
+            let transition = alert::apply(rule, state, value, w.end_ms);
+            let changed = (before.level, before.streak, before.streak_up, before.streak_level)
+                != (state.level, state.streak, state.streak_up, state.streak_level);
+            if changed {
+                commit.states.push((key, state::encode(state)));
+            }
+            if let Some(t) = transition {
+                commit.alerts.push(output::alert(&pipeline, rule, w, value, t));
+            }
+        }
+        for seq in &w.seqs {
+            let Some(f) = self.inflight.get_mut(seq) else { continue };
+            f.refs -= 1;
+            if f.refs == 0 {
+                if let Some(f) = self.inflight.remove(seq) {
+                    commit.acks.push(f.acker);
+                    self.done.insert(*seq..=*seq);
+                }
+            }
+        }
+    }
+
+    /// Whether the consumer has nothing more to deliver and every delivery was seen.
+    async fn drained(&mut self, consumer: &mut PullConsumer) -> bool {
+        match consumer.info().await {
+            Ok(info) => self.barrier.is_none() && info.num_pending == 0 && info.delivered.stream_sequence <= self.seen_upto(),
+            Err(_) => false,
+        }
+    }
+
+    fn seen_upto(&self) -> u64 {
+        let inflight = self.inflight.keys().max().copied().unwrap_or(0);
+        let done = self.done.iter().next_back().map_or(0, |r| *r.end());
+        inflight.max(done)
+    }
+
+    /// Closes every open window (end of a drain).
+    fn flush(&mut self, commit: &mut Commit) {
+        self.barrier = None;
+        let mut closed = std::mem::take(&mut self.closed);
+        for op in &mut self.ops {
+            op.flush(&mut closed);
+        }
+        for w in closed.drain(..) {
+            self.on_closed(&w, commit);
+        }
+        self.closed = closed;
+    }
+
+    /// Sends in-progress acks for messages held longer than half the ack wait.
+    async fn keep_alive(&mut self, now: Instant) {
+        let half = self.ack_wait / 2;
+        let mut sent = 0;
+        for f in self.inflight.values_mut() {
+            if now.duration_since(f.since) >= half {
+                let _ = f.acker.ack_with(AckKind::Progress).await;
+                f.since = now;
+                sent += 1;
+            }
+        }
+        Stats::add(&self.stats.in_progress, sent);
+    }
+
+    async fn nak_inflight(&mut self) {
+        let n = self.inflight.len() as u64;
+        for (_, f) in self.inflight.drain() {
+            let _ = f.acker.ack_with(AckKind::Nak(None)).await;
+        }
+        Stats::add(&self.stats.naked, n);
+    }
+}

@@ -1,0 +1,144 @@
+//! The messages a pipeline publishes: alert transitions and dead letters.
+
+use std::collections::BTreeMap;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::alert::{Level, Transition};
+use crate::config::{AlertRule, Pipeline};
+use crate::sink::Outbound;
+use crate::window::ClosedWindow;
+
+/// Formats Unix milliseconds as RFC 3339 (UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// An alert transition as published.
+#[derive(Debug, Serialize)]
+pub struct AlertEvent<'a> {
+    /// Pipeline name.
+    pub pipeline: &'a str,
+    /// Rule name.
+    pub rule: &'a str,
+    /// `warning`, `critical` or `cleared`.
+    pub state: &'static str,
+    /// Level before the transition.
+    pub previous: Level,
+    /// Level after the transition.
+    pub severity: Level,
+    /// Aggregate compared.
+    pub metric: &'a str,
+    /// The window's value of that aggregate.
+    pub value: f64,
+    /// The threshold crossed.
+    pub threshold: f64,
+    /// Key fields of the window.
+    pub key: BTreeMap<&'a str, &'a str>,
+    /// Window start, RFC 3339.
+    pub window_start: String,
+    /// Window end, RFC 3339.
+    pub window_end: String,
+    /// Readings in the window.
+    pub readings: usize,
+    /// Source stream.
+    pub stream: &'a str,
+    /// First stream sequence in the window.
+    pub first_seq: u64,
+    /// Last stream sequence in the window.
+    pub last_seq: u64,
+}
+
+/// The outbound message of one transition. Its `Nats-Msg-Id` is
+/// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
+pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &ClosedWindow, value: f64, t: Transition) -> Outbound {
+    let spec = &pipeline.windows[w.window];
+    let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
+    let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
+    fields.insert("pipeline", &pipeline.name);
+    fields.insert("rule", &rule.name);
+    let state = t.to.transition_name();
+    let event = AlertEvent {
+        pipeline: &pipeline.name,
+        rule: &rule.name,
+        state,
+        previous: t.from,
+        severity: t.to,
+        metric: rule.metric.name(),
+        value,
+        threshold: t.threshold,
+        key,
+        window_start: rfc3339_ms(w.start_ms),
+        window_end: rfc3339_ms(w.end_ms),
+        readings: w.seqs.len(),
+        stream: &pipeline.source.stream,
+        first_seq: w.seqs.first().copied().unwrap_or_default(),
+        last_seq: w.seqs.last().copied().unwrap_or_default(),
+    };
+    let msg_id = format!("{}.{}.{}.{}.{state}", pipeline.name, rule.name, w.key.join("."), w.end_ms);
+    let mut headers = HeaderMap::new();
+    headers.insert("Stator-Pipeline", pipeline.name.as_str());
+    headers.insert("Stator-Rule", rule.name.as_str());
+    Outbound {
+        subject: rule.subject.render(&fields),
+        msg_id,
+        headers,
+        payload: Bytes::from(serde_json::to_vec(&event).unwrap_or_default()),
+    }
+}
+
+/// Where a dead letter came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// Stream name.
+    pub stream: &'a str,
+    /// Stream sequence.
+    pub seq: u64,
+    /// Original subject.
+    pub subject: &'a str,
+}
+
+/// A dead letter: the original payload and headers, plus `Stator-Reason` (a short code),
+/// `Stator-Detail`, `Stator-Stream`, `Stator-Seq`, `Stator-Subject` and `Stator-Pipeline`.
+pub fn dead_letter(
+    pipeline: &Pipeline,
+    origin: Origin<'_>,
+    original_headers: Option<&HeaderMap>,
+    payload: Bytes,
+    code: &str,
+    detail: &str,
+) -> Outbound {
+    let mut headers = original_headers.cloned().unwrap_or_default();
+    headers.insert("Stator-Reason", code);
+    headers.insert("Stator-Detail", sanitize_header(detail).as_str());
+    headers.insert("Stator-Stream", origin.stream);
+    headers.insert("Stator-Seq", origin.seq.to_string().as_str());
+    headers.insert("Stator-Subject", origin.subject);
+    headers.insert("Stator-Pipeline", pipeline.name.as_str());
+    Outbound {
+        subject: pipeline.dead_letter_subject.clone(),
+        msg_id: format!("{}.dlq.{}.{}", pipeline.name, origin.stream, origin.seq),
+        headers,
+        payload,
+    }
+}
+
+/// Header values are one line of printable text, at most 512 bytes.
+fn sanitize_header(text: &str) -> String {
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if out.len() > 512 {
+        let mut cut = 512;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
