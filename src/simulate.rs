@@ -61,7 +61,10 @@ pub struct Machine {
 impl Machine {
     /// Subject of a metric of this machine.
     pub fn subject(&self, org: &str, sensor: &str, metric: &str) -> String {
-        format!("{org}.{}.{}.{}.{}.{sensor}.{metric}", self.site, self.area, self.line, self.id)
+        format!(
+            "{org}.{}.{}.{}.{}.{sensor}.{metric}",
+            self.site, self.area, self.line, self.id
+        )
     }
 }
 
@@ -136,16 +139,48 @@ pub async fn publish(
         let mut acks = Vec::with_capacity(machines.len() * 2);
         for m in &machines {
             let value = rms_at(spec, m, i, &mut rng);
-            let msg = TelemetryMessage { machine_id: &m.id, sensor: "spindle", value, unit: "mm/s", timestamp: timestamp.clone(), quality: "good" };
-            acks.push(send(js, m.subject(&spec.org, "spindle", "vibration.rms"), &msg, format!("{}-rms-{t_ms}", m.id)).await?);
+            let msg = TelemetryMessage {
+                machine_id: &m.id,
+                sensor: "spindle",
+                value,
+                unit: "mm/s",
+                timestamp: timestamp.clone(),
+                quality: "good",
+            };
+            acks.push(
+                send(
+                    js,
+                    m.subject(&spec.org, "spindle", "vibration.rms"),
+                    &msg,
+                    format!("{}-rms-{t_ms}", m.id),
+                )
+                .await?,
+            );
             if i % 10 == 0 {
                 let temp = 38.0 + rng.random_range(-2.0..2.0);
-                let msg = TelemetryMessage { machine_id: &m.id, sensor: "coolant", value: temp, unit: "C", timestamp: timestamp.clone(), quality: "good" };
-                acks.push(send(js, m.subject(&spec.org, "coolant", "temperature"), &msg, format!("{}-temp-{t_ms}", m.id)).await?);
+                let msg = TelemetryMessage {
+                    machine_id: &m.id,
+                    sensor: "coolant",
+                    value: temp,
+                    unit: "C",
+                    timestamp: timestamp.clone(),
+                    quality: "good",
+                };
+                acks.push(
+                    send(
+                        js,
+                        m.subject(&spec.org, "coolant", "temperature"),
+                        &msg,
+                        format!("{}-temp-{t_ms}", m.id),
+                    )
+                    .await?,
+                );
             }
         }
         published += acks.len() as u64;
-        try_join_all(acks.into_iter().map(IntoFuture::into_future)).await.map_err(|e| e.to_string())?;
+        try_join_all(acks.into_iter().map(IntoFuture::into_future))
+            .await
+            .map_err(|e| e.to_string())?;
         progress(published);
         if spec.realtime {
             tokio::time::sleep(spec.interval).await;
@@ -161,7 +196,10 @@ async fn send(
     id: String,
 ) -> Result<jetstream::context::PublishAckFuture, String> {
     let payload = Bytes::from(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
-    js.send_publish(subject, PublishMessage::build().payload(payload).message_id(id))
-        .await
-        .map_err(|e| e.to_string())
+    js.send_publish(
+        subject,
+        PublishMessage::build().payload(payload).message_id(id),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

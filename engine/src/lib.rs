@@ -4,11 +4,11 @@
 //! durable pull consumer feeds per-key event-time windows, whose results drive threshold
 //! alerts. A message is acknowledged only once every output derived from it is durable.
 
-pub mod config;
-pub mod subject;
 pub mod alert;
-pub mod telemetry;
-pub mod window;
+pub mod config;
 pub mod sink;
 pub mod source;
+pub mod subject;
+pub mod telemetry;
+pub mod window;
 pub mod worker;

@@ -140,7 +140,12 @@ pub struct UnknownAggregate(pub String);
 impl fmt::Display for UnknownAggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.name()).collect();
-        write!(f, "unknown aggregate `{}`, expected one of {}", self.0, known.join(", "))
+        write!(
+            f,
+            "unknown aggregate `{}`, expected one of {}",
+            self.0,
+            known.join(", ")
+        )
     }
 }
 
@@ -186,7 +191,10 @@ mod tests {
             xs.iter().for_each(|&x| m.push(x));
             for a in Aggregate::ALL {
                 let (got, want) = (m.get(a).unwrap(), naive(&xs, a));
-                assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{a} len {len}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                    "{a} len {len}: {got} vs {want}"
+                );
             }
         }
     }
@@ -217,6 +225,12 @@ mod tests {
         for a in Aggregate::ALL {
             assert_eq!(a.name().parse::<Aggregate>(), Ok(a));
         }
-        assert!("median".parse::<Aggregate>().unwrap_err().to_string().contains("rms"));
+        assert!(
+            "median"
+                .parse::<Aggregate>()
+                .unwrap_err()
+                .to_string()
+                .contains("rms")
+        );
     }
 }

@@ -1,0 +1,9 @@
+//! End-to-end tests against a real nats-server (one per test). All integration tests build
+#![allow(unreachable_pub)] // a test binary has no public API
+//! into this one binary.
+
+mod alerts;
+mod dead_letters;
+mod harness;
+mod pipelines;
+mod recovery;

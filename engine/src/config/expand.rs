@@ -25,7 +25,11 @@ pub(crate) fn expand(
     for (i, line) in text.split_inclusive('\n').enumerate() {
         expand_line(line, i + 1, lookup, &mut out, &mut errors);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn expand_line(
@@ -98,7 +102,10 @@ mod tests {
     #[test]
     fn expands_set_variables_and_defaults() {
         let text = "url = \"${NATS_URL}\"\nx = \"${MISSING:-a\"b}\"\n";
-        assert_eq!(expand(text, &env).unwrap(), "url = \"nats://edge:4222\"\nx = \"a\\\"b\"\n");
+        assert_eq!(
+            expand(text, &env).unwrap(),
+            "url = \"nats://edge:4222\"\nx = \"a\\\"b\"\n"
+        );
     }
 
     #[test]

@@ -64,15 +64,21 @@ pub(crate) fn span_of(doc: &DeTable<'_>, path: &KeyPath) -> Option<Range<usize>>
     let mut segs = path.0.iter().peekable();
     while let Some(seg) = segs.next() {
         let PathSeg::Key(name) = seg else { return best };
-        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str())
+        let Some((key, value)) = table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == name.as_str())
         else {
             return best;
         };
         best = Some(key.span());
         let mut value: &DeValue<'_> = value.get_ref();
         if let Some(PathSeg::Index(i)) = segs.peek() {
-            let DeValue::Array(items) = value else { return best };
-            let Some(item) = items.get(*i) else { return best };
+            let DeValue::Array(items) = value else {
+                return best;
+            };
+            let Some(item) = items.get(*i) else {
+                return best;
+            };
             if item.span().start > 0 || item.span().end > 0 {
                 best = Some(item.span());
             }
@@ -101,6 +107,9 @@ mod tests {
         assert_eq!(line_col(text, span.start), (9, 1));
         let missing = KeyPath::default().key("window").index(0).key("tumbling");
         let span = span_of(doc.get_ref(), &missing).unwrap();
-        assert!(line_col(text, span.start).0 >= 4, "points into the first [[window]]");
+        assert!(
+            line_col(text, span.start).0 >= 4,
+            "points into the first [[window]]"
+        );
     }
 }

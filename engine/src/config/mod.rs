@@ -56,7 +56,13 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}", self.file.display(), self.line, self.column)?;
+        write!(
+            f,
+            "{}:{}:{}: {sev}",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
         if !self.key.is_empty() {
             write!(f, ": `{}`", self.key)?;
         }
@@ -210,8 +216,10 @@ pub struct Loaded {
 /// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with every
 /// problem found, each with its line, column and key.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     load_str(path, &text, &|name| std::env::var(name).ok())
 }
 
@@ -224,7 +232,11 @@ pub fn load_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let mut cx = Checker { file: path.to_owned(), text: String::new(), found: Vec::new() };
+    let mut cx = Checker {
+        file: path.to_owned(),
+        text: String::new(),
+        found: Vec::new(),
+    };
     let expanded = match expand::expand(text, env) {
         Ok(t) => t,
         Err(errors) => {
@@ -241,8 +253,10 @@ pub fn load_str(
     };
     let pipeline = build(&mut cx, parsed);
     cx.found.sort_by_key(|d| (d.line, d.column));
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        cx.found.into_iter().partition(|d| d.severity == Severity::Error);
+    let (errors, warnings): (Vec<_>, Vec<_>) = cx
+        .found
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
     match pipeline {
         Some(pipeline) if errors.is_empty() => Ok(Loaded { pipeline, warnings }),
         _ => Err(ConfigError::Invalid(errors)),
@@ -257,8 +271,22 @@ struct Checker {
 }
 
 impl Checker {
-    fn push_at(&mut self, severity: Severity, line: usize, column: usize, key: String, message: String) {
-        self.found.push(Diagnostic { severity, file: self.file.clone(), line, column, key, message });
+    fn push_at(
+        &mut self,
+        severity: Severity,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    ) {
+        self.found.push(Diagnostic {
+            severity,
+            file: self.file.clone(),
+            line,
+            column,
+            key,
+            message,
+        });
     }
 
     fn push_span(&mut self, severity: Severity, offset: usize, key: String, message: String) {
@@ -288,7 +316,12 @@ impl Checker {
         if let Err(e) = DeTable::parse(&text) {
             {
                 let offset = e.span().map_or(0, |s| s.start);
-                self.push_span(Severity::Error, offset, String::new(), e.message().trim().to_owned());
+                self.push_span(
+                    Severity::Error,
+                    offset,
+                    String::new(),
+                    e.message().trim().to_owned(),
+                );
                 return None;
             }
         }
@@ -336,13 +369,19 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
 
 /// The key written at the start of the line holding `offset`, for errors serde reports by span.
 fn key_at(text: &str, offset: usize) -> String {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
-    line.split_once('=').map(|(k, _)| k.trim().to_owned()).unwrap_or_default()
+    line.split_once('=')
+        .map(|(k, _)| k.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn duration(cx: &mut Checker, path: &KeyPath, text: Option<&str>, default: Duration) -> Duration {
@@ -350,7 +389,10 @@ fn duration(cx: &mut Checker, path: &KeyPath, text: Option<&str>, default: Durat
     match humantime::parse_duration(text) {
         Ok(d) => d,
         Err(e) => {
-            cx.error(path, format!("`{text}` is not a duration ({e}); write e.g. `10s`, `5m`, `1h30m`"));
+            cx.error(
+                path,
+                format!("`{text}` is not a duration ({e}); write e.g. `10s`, `5m`, `1h30m`"),
+            );
             default
         }
     }
@@ -360,17 +402,33 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
     let root = KeyPath::default();
     let p = root.key("pipeline");
     if !is_name(&file.pipeline.name) {
-        cx.error(&p.key("name"), "a pipeline name uses only letters, digits, `-` and `_`");
+        cx.error(
+            &p.key("name"),
+            "a pipeline name uses only letters, digits, `-` and `_`",
+        );
     }
     let name = file.pipeline.name.clone();
-    let dead_letter_subject =
-        file.pipeline.dead_letter_subject.clone().unwrap_or_else(|| format!("stator.deadletter.{name}"));
+    let dead_letter_subject = file
+        .pipeline
+        .dead_letter_subject
+        .clone()
+        .unwrap_or_else(|| format!("stator.deadletter.{name}"));
     if !subject::is_valid_subject(&dead_letter_subject) {
-        cx.error(&p.key("dead_letter_subject"), format!("`{dead_letter_subject}` is not a valid subject"));
+        cx.error(
+            &p.key("dead_letter_subject"),
+            format!("`{dead_letter_subject}` is not a valid subject"),
+        );
     }
-    let state_bucket = file.pipeline.state_bucket.clone().unwrap_or_else(|| "STATOR_STATE".into());
+    let state_bucket = file
+        .pipeline
+        .state_bucket
+        .clone()
+        .unwrap_or_else(|| "STATOR_STATE".into());
     if !is_name(&state_bucket) {
-        cx.error(&p.key("state_bucket"), "a bucket name uses only letters, digits, `-` and `_`");
+        cx.error(
+            &p.key("state_bucket"),
+            "a bucket name uses only letters, digits, `-` and `_`",
+        );
     }
     let template = build_template(cx, &file.source);
     let windows: Vec<Option<WindowSpec>> = file
@@ -387,7 +445,9 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .alerts
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows))
+        .filter_map(|(i, a)| {
+            build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows)
+        })
         .collect();
     let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
     check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
@@ -408,7 +468,10 @@ fn check_unique<'a>(cx: &mut Checker, section: &str, names: impl Iterator<Item =
     let mut seen: Vec<&str> = Vec::new();
     for (i, n) in names.enumerate() {
         if seen.contains(&n) {
-            cx.error(&KeyPath::default().key(section).index(i).key("name"), format!("`{n}` is already used"));
+            cx.error(
+                &KeyPath::default().key(section).index(i).key("name"),
+                format!("`{n}` is already used"),
+            );
         }
         seen.push(n);
     }
@@ -437,25 +500,38 @@ fn build_source(
     }
     for (i, f) in s.filter_subjects.iter().enumerate() {
         if !subject::is_valid_filter(f) {
-            cx.error(&p.key("filter_subjects").index(i), format!("`{f}` is not a valid subject filter"));
+            cx.error(
+                &p.key("filter_subjects").index(i),
+                format!("`{f}` is not a valid subject filter"),
+            );
             ok = false;
         }
     }
     if let Some(format) = s.format.as_deref().filter(|f| *f != "json") {
-        cx.error(&p.key("format"), format!("unknown format `{format}`, expected `json`"));
+        cx.error(
+            &p.key("format"),
+            format!("unknown format `{format}`, expected `json`"),
+        );
         ok = false;
     }
     let event_time = match s.event_time.as_deref().unwrap_or("timestamp") {
         "publish_time" => EventTime::PublishTime,
         field if is_name(field) => EventTime::Field(field.to_owned()),
         other => {
-            cx.error(&p.key("event_time"), format!("`{other}` is neither a field name nor `publish_time`"));
+            cx.error(
+                &p.key("event_time"),
+                format!("`{other}` is neither a field name nor `publish_time`"),
+            );
             ok = false;
             EventTime::PublishTime
         }
     };
     let deliver = build_deliver(cx, p, s)?;
-    let longest = windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or_default();
+    let longest = windows
+        .iter()
+        .map(|w| w.size + w.allowed_lateness)
+        .max()
+        .unwrap_or_default();
     let default_wait = (longest * 2).max(Duration::from_secs(30));
     let ack_wait = duration(cx, &p.key("ack_wait"), s.ack_wait.as_deref(), default_wait);
     if s.ack_wait.is_some() && ack_wait < longest {
@@ -479,7 +555,10 @@ fn build_source(
         }
     }
     ok.then(|| SourceSpec {
-        url: s.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        url: s
+            .url
+            .clone()
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         stream: s.stream.clone(),
         durable: s.durable.clone(),
         create_consumer: s.create_consumer,
@@ -501,9 +580,14 @@ fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Del
         "new" => DeliverPolicy::New,
         "last_per_subject" => DeliverPolicy::LastPerSubject,
         "start_sequence" => match s.start_sequence {
-            Some(start_sequence) if start_sequence > 0 => DeliverPolicy::ByStartSequence { start_sequence },
+            Some(start_sequence) if start_sequence > 0 => {
+                DeliverPolicy::ByStartSequence { start_sequence }
+            }
             _ => {
-                cx.error(&path, "`start_sequence` deliver needs `start_sequence = N` (N >= 1)");
+                cx.error(
+                    &path,
+                    "`start_sequence` deliver needs `start_sequence = N` (N >= 1)",
+                );
                 return None;
             }
         },
@@ -514,7 +598,10 @@ fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Del
             match parsed {
                 Some(Ok(start_time)) => DeliverPolicy::ByStartTime { start_time },
                 _ => {
-                    cx.error(&path, "`start_time` deliver needs `start_time = \"2026-11-22T08:00:00Z\"`");
+                    cx.error(
+                        &path,
+                        "`start_time` deliver needs `start_time = \"2026-11-22T08:00:00Z\"`",
+                    );
                     return None;
                 }
             }
@@ -537,11 +624,21 @@ fn build_window(
 ) -> Option<WindowSpec> {
     let mut ok = is_name(&w.name);
     if !ok {
-        cx.error(&p.key("name"), "a window name uses only letters, digits, `-` and `_`");
+        cx.error(
+            &p.key("name"),
+            "a window name uses only letters, digits, `-` and `_`",
+        );
     }
-    let key = if w.key.is_empty() { vec!["machine".to_owned()] } else { w.key.clone() };
+    let key = if w.key.is_empty() {
+        vec!["machine".to_owned()]
+    } else {
+        w.key.clone()
+    };
     if key.len() > MAX_KEY_FIELDS {
-        cx.error(&p.key("key"), format!("a window key has at most {MAX_KEY_FIELDS} fields"));
+        cx.error(
+            &p.key("key"),
+            format!("a window key has at most {MAX_KEY_FIELDS} fields"),
+        );
         ok = false;
     }
     let mut key_index = Vec::new();
@@ -551,14 +648,20 @@ fn build_window(
             None => {
                 if let Some(t) = template {
                     let known = t.field_names().join(", ");
-                    cx.error(&p.key("key").index(i), format!("`{k}` is not a field of the subject template ({known})"));
+                    cx.error(
+                        &p.key("key").index(i),
+                        format!("`{k}` is not a field of the subject template ({known})"),
+                    );
                 }
                 ok = false;
             }
         }
     }
     if let Some(f) = w.filter.as_deref().filter(|f| !subject::is_valid_filter(f)) {
-        cx.error(&p.key("filter"), format!("`{f}` is not a valid subject filter"));
+        cx.error(
+            &p.key("filter"),
+            format!("`{f}` is not a valid subject filter"),
+        );
         ok = false;
     }
     let (size, every) = match (&w.tumbling, &w.hopping) {
@@ -567,27 +670,55 @@ fn build_window(
             (d, d)
         }
         (None, Some(h)) => (
-            duration(cx, &p.key("hopping").key("size"), Some(&h.size), Duration::ZERO),
-            duration(cx, &p.key("hopping").key("every"), Some(&h.every), Duration::ZERO),
+            duration(
+                cx,
+                &p.key("hopping").key("size"),
+                Some(&h.size),
+                Duration::ZERO,
+            ),
+            duration(
+                cx,
+                &p.key("hopping").key("every"),
+                Some(&h.every),
+                Duration::ZERO,
+            ),
         ),
         _ => {
-            cx.error(p, "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`");
+            cx.error(
+                p,
+                "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`",
+            );
             return None;
         }
     };
-    let whole_ms = |d: Duration| d.as_millis() > 0 && d.subsec_nanos() % 1_000_000 == 0;
+    let whole_ms = |d: Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
     let errors_before = cx.found.len();
-    if cx.found[..errors_before].iter().any(|d| d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping"))) {
+    if cx.found[..errors_before].iter().any(|d| {
+        d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping"))
+    }) {
         ok = false;
     } else if !whole_ms(size) || !whole_ms(every) {
-        cx.error(p, "window lengths must be whole milliseconds and greater than zero");
+        cx.error(
+            p,
+            "window lengths must be whole milliseconds and greater than zero",
+        );
         ok = false;
     } else if size.as_millis() % every.as_millis() != 0 {
         cx.error(&p.key("hopping").key("every"), "`every` must divide `size`");
         ok = false;
     }
-    let allowed_lateness = duration(cx, &p.key("allowed_lateness"), w.allowed_lateness.as_deref(), Duration::ZERO);
-    let idle_timeout = duration(cx, &p.key("idle_timeout"), w.idle_timeout.as_deref(), Duration::from_secs(30));
+    let allowed_lateness = duration(
+        cx,
+        &p.key("allowed_lateness"),
+        w.allowed_lateness.as_deref(),
+        Duration::ZERO,
+    );
+    let idle_timeout = duration(
+        cx,
+        &p.key("idle_timeout"),
+        w.idle_timeout.as_deref(),
+        Duration::from_secs(30),
+    );
     let names: Vec<&str> = if w.aggregates.is_empty() {
         vec!["count", "mean", "min", "max", "rms"]
     } else {
@@ -625,12 +756,22 @@ fn build_alert(
 ) -> Option<AlertRule> {
     let mut ok = is_name(&a.name);
     if !ok {
-        cx.error(&p.key("name"), "a rule name uses only letters, digits, `-` and `_`");
+        cx.error(
+            &p.key("name"),
+            "a rule name uses only letters, digits, `-` and `_`",
+        );
     }
     let window = sections.iter().position(|w| w.name == a.window);
     if window.is_none() {
         let known: Vec<&str> = sections.iter().map(|w| w.name.as_str()).collect();
-        cx.error(&p.key("window"), format!("no window named `{}` (windows: {})", a.window, known.join(", ")));
+        cx.error(
+            &p.key("window"),
+            format!(
+                "no window named `{}` (windows: {})",
+                a.window,
+                known.join(", ")
+            ),
+        );
         ok = false;
     }
     let metric = match a.metric.parse::<Aggregate>() {
@@ -640,9 +781,17 @@ fn build_alert(
             None
         }
     };
-    if let (Some(w), Some(m)) = (window.and_then(|i| windows[i].as_ref()), metric) {
-        if !w.aggregates.contains(&m) {
-            cx.error(&p.key("metric"), format!("window `{}` does not compute `{m}`; add it to its aggregates", w.name));
+    if let (Some(w), Some(m)) = (window.and_then(|i| windows[i].as_ref()), metric)
+        && !w.aggregates.contains(&m)
+    {
+        {
+            cx.error(
+                &p.key("metric"),
+                format!(
+                    "window `{}` does not compute `{m}`; add it to its aggregates",
+                    w.name
+                ),
+            );
             ok = false;
         }
     }
@@ -653,7 +802,10 @@ fn build_alert(
             0.0
         }
         (Some(w), Some(c)) if w >= c => {
-            cx.error(&p.key("critical"), format!("critical ({c}) must be above warning ({w})"));
+            cx.error(
+                &p.key("critical"),
+                format!("critical ({c}) must be above warning ({w})"),
+            );
             ok = false;
             w
         }
@@ -662,7 +814,12 @@ fn build_alert(
     };
     let clear_below = a.clear_below.unwrap_or(lowest);
     if clear_below > lowest {
-        cx.error(&p.key("clear_below"), format!("clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"));
+        cx.error(
+            &p.key("clear_below"),
+            format!(
+                "clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"
+            ),
+        );
         ok = false;
     }
     let for_windows = a.for_windows.unwrap_or(1);
@@ -680,7 +837,14 @@ fn build_alert(
     if let (Some(t), Some(w)) = (&subject, window.and_then(|i| windows[i].as_ref())) {
         for f in t.fields() {
             if !w.key.contains(f) && f != "pipeline" && f != "rule" {
-                cx.error(&p.key("subject"), format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")));
+                cx.error(
+                    &p.key("subject"),
+                    format!(
+                        "`{{{f}}}` is not in window `{}`'s key ({})",
+                        w.name,
+                        w.key.join(", ")
+                    ),
+                );
                 ok = false;
             }
         }

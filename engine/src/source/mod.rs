@@ -19,7 +19,9 @@ pub enum SourceError {
     #[error("stream `{0}` does not exist")]
     NoStream(String),
     /// The consumer does not exist and the file does not allow creating it.
-    #[error("consumer `{durable}` does not exist on stream `{stream}`; create it, or set `create_consumer = true` in [source]")]
+    #[error(
+        "consumer `{durable}` does not exist on stream `{stream}`; create it, or set `create_consumer = true` in [source]"
+    )]
     NoConsumer {
         /// Stream.
         stream: String,
@@ -27,7 +29,9 @@ pub enum SourceError {
         durable: String,
     },
     /// The consumer exists with settings the pipeline cannot work with.
-    #[error("consumer `{durable}` on stream `{stream}` is not compatible with the pipeline: {problems}")]
+    #[error(
+        "consumer `{durable}` on stream `{stream}` is not compatible with the pipeline: {problems}"
+    )]
     Incompatible {
         /// Stream.
         stream: String,
@@ -45,19 +49,30 @@ pub enum SourceError {
 ///
 /// # Errors
 /// See [`SourceError`].
-pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullConsumer, consumer::Info), SourceError> {
+pub async fn bind(
+    js: &jetstream::Context,
+    pipeline: &Pipeline,
+) -> Result<(PullConsumer, consumer::Info), SourceError> {
     let spec = &pipeline.source;
-    let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
-        jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-            SourceError::NoStream(spec.stream.clone())
-        }
-        _ => SourceError::Nats(e.to_string()),
-    })?;
+    let stream = js
+        .get_stream(&spec.stream)
+        .await
+        .map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                SourceError::NoStream(spec.stream.clone())
+            }
+            _ => SourceError::Nats(e.to_string()),
+        })?;
     let info = match stream.consumer_info(&spec.durable).await {
         Ok(info) => info,
         Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
         Err(_) if !spec.create_consumer => {
-            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: spec.durable.clone() });
+            return Err(SourceError::NoConsumer {
+                stream: spec.stream.clone(),
+                durable: spec.durable.clone(),
+            });
         }
         Err(_) => {
             let consumer: PullConsumer = stream
@@ -115,7 +130,10 @@ pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<
     let spec = &pipeline.source;
     let mut problems = Vec::new();
     if config.ack_policy != AckPolicy::Explicit {
-        problems.push(format!("ack policy is {:?}, the pipeline needs explicit acks", config.ack_policy));
+        problems.push(format!(
+            "ack policy is {:?}, the pipeline needs explicit acks",
+            config.ack_policy
+        ));
     }
     if config.deliver_subject.is_some() {
         problems.push("it is a push consumer, the pipeline needs a pull consumer".into());
@@ -129,10 +147,17 @@ pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<
         have.sort_unstable();
         want.sort_unstable();
         if have != want {
-            problems.push(format!("its filter subjects are {have:?}, the pipeline file says {want:?}"));
+            problems.push(format!(
+                "its filter subjects are {have:?}, the pipeline file says {want:?}"
+            ));
         }
     }
-    let longest = pipeline.windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or(Duration::ZERO);
+    let longest = pipeline
+        .windows
+        .iter()
+        .map(|w| w.size + w.allowed_lateness)
+        .max()
+        .unwrap_or(Duration::ZERO);
     if config.ack_wait < longest {
         problems.push(format!(
             "ack_wait is {:?}, shorter than the longest window plus its lateness ({longest:?})",

@@ -33,7 +33,10 @@ pub struct ClosedWindow {
 impl ClosedWindow {
     /// The value of one aggregate.
     pub fn get(&self, aggregate: Aggregate) -> Option<f64> {
-        self.values.iter().find(|(a, _)| *a == aggregate).map(|(_, v)| *v)
+        self.values
+            .iter()
+            .find(|(a, _)| *a == aggregate)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -44,6 +47,17 @@ pub struct Late {
     pub window_end_ms: i64,
     /// How far the window had already been closed, Unix ms.
     pub closed_until_ms: i64,
+}
+
+/// One reading as the windows see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Event time, Unix ms.
+    pub t_ms: i64,
+    /// Value.
+    pub value: f64,
+    /// Stream sequence of the message it came from.
+    pub seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +114,7 @@ impl WindowOperator {
         self.keys.values().map(|k| k.panes.len()).sum()
     }
 
-    /// Adds a reading to every window containing `t_ms`; returns how many windows took it.
+    /// Adds a reading to every window containing its event time; returns how many windows took it.
     ///
     /// `key` is the joined key (a map key), `fields` its parts. With `hold_watermark`, the
     /// watermark does not mark readings late (used while redeliveries of a previous run are
@@ -112,18 +126,24 @@ impl WindowOperator {
         &mut self,
         key: &str,
         fields: &[&str],
-        t_ms: i64,
-        value: f64,
-        seq: u64,
+        sample: Sample,
         now: Instant,
         hold_watermark: bool,
     ) -> Result<u32, Late> {
+        let Sample { t_ms, value, seq } = sample;
         let first_start = t_ms.div_euclid(self.every) * self.every - self.size + self.every;
         let first_end = first_start + self.size;
         let closed_until = self.keys.get(key).map_or(i64::MIN, |k| k.closed_until);
-        let limit = if hold_watermark { closed_until } else { closed_until.max(self.watermark()) };
+        let limit = if hold_watermark {
+            closed_until
+        } else {
+            closed_until.max(self.watermark())
+        };
         if first_end <= limit {
-            return Err(Late { window_end_ms: first_end, closed_until_ms: limit });
+            return Err(Late {
+                window_end_ms: first_end,
+                closed_until_ms: limit,
+            });
         }
         let state = match self.keys.get_mut(key) {
             Some(s) => s,
@@ -151,8 +171,15 @@ impl WindowOperator {
 
     /// Closes every window the watermark has passed and every window of an idle key.
     pub fn advance(&mut self, now: Instant, hold_watermark: bool, out: &mut Vec<ClosedWindow>) {
-        let watermark = if hold_watermark { i64::MIN } else { self.watermark() };
-        let idle_due = self.keys.values().any(|k| !k.panes.is_empty() && now.duration_since(k.last_arrival) >= self.idle);
+        let watermark = if hold_watermark {
+            i64::MIN
+        } else {
+            self.watermark()
+        };
+        let idle_due = self
+            .keys
+            .values()
+            .any(|k| !k.panes.is_empty() && now.duration_since(k.last_arrival) >= self.idle);
         if watermark < self.earliest_end && (hold_watermark || !idle_due) {
             return;
         }
@@ -171,7 +198,14 @@ impl WindowOperator {
     /// Closes every open window (at shutdown of a bounded run, or on demand).
     pub fn flush(&mut self, out: &mut Vec<ClosedWindow>) {
         for state in self.keys.values_mut() {
-            close_until(self.index, self.size, &self.aggregates, state, i64::MAX, out);
+            close_until(
+                self.index,
+                self.size,
+                &self.aggregates,
+                state,
+                i64::MAX,
+                out,
+            );
         }
         self.earliest_end = i64::MAX;
     }
@@ -198,7 +232,14 @@ fn close_until(
             .filter_map(|a| pane.moments.get(*a).map(|v| (*a, v)))
             .collect();
         state.closed_until = state.closed_until.max(end);
-        out.push(ClosedWindow { window: index, key: state.key.clone(), start_ms: start, end_ms: end, values, seqs: pane.seqs });
+        out.push(ClosedWindow {
+            window: index,
+            key: state.key.clone(),
+            start_ms: start,
+            end_ms: end,
+            values,
+            seqs: pane.seqs,
+        });
     }
 }
 

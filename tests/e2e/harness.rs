@@ -1,0 +1,276 @@
+//! Test harness: a real nats-server per test, workers started and stopped in-process, and
+//! helpers that wait on conditions instead of sleeping.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use stator::nats_server::NatsServer;
+use stator_engine::config::{self, Pipeline};
+use stator_engine::worker::{self, RunMode, Stats, WorkerError};
+use tempfile::TempDir;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// One nats-server with JetStream on a free port and its own temp store; killed on drop.
+pub struct TestServer {
+    pub server: NatsServer,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Starts a server and creates the TELEMETRY, ALERTS and dead-letter streams.
+    pub async fn with_streams() -> Self {
+        let s = Self::start("");
+        stator::plant::ensure_streams(&s.js().await)
+            .await
+            .expect("streams");
+        s
+    }
+
+    /// Starts a bare server with `extra` config (cluster, leafnodes, auth...).
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server =
+            NatsServer::start_in(dir.path(), "stator-test", extra).expect("nats-server starts");
+        Self { server, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        stator::connect(&self.url()).await.expect("connect")
+    }
+
+    pub async fn js(&self) -> jetstream::Context {
+        jetstream::new(self.client().await)
+    }
+}
+
+/// Waits until `check` returns true, polling every 50 ms; panics after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Loads a pipeline from text, with `${NATS_URL}` pointing at `url`.
+pub fn pipeline(text: &str, url: &str) -> Pipeline {
+    let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
+    match config::load_str(Path::new("test.toml"), text, &env) {
+        Ok(loaded) => loaded.pipeline,
+        Err(e) => panic!("test pipeline invalid:\n{e}"),
+    }
+}
+
+/// A worker running in this process.
+pub struct RunningWorker {
+    stop: watch::Sender<bool>,
+    pub task: JoinHandle<Result<(), WorkerError>>,
+    pub stats: Arc<Stats>,
+}
+
+impl RunningWorker {
+    pub async fn start(pipeline: &Pipeline, url: &str, mode: RunMode) -> Self {
+        let client = stator::connect(url).await.expect("connect");
+        let (stop, rx) = watch::channel(false);
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn(worker::run(
+            Arc::new(pipeline.clone()),
+            client,
+            rx,
+            stats.clone(),
+            mode,
+        ));
+        Self { stop, task, stats }
+    }
+
+    /// Signals a clean stop and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+        result
+            .expect("worker stops in time")
+            .expect("worker task")
+            .expect("worker ok");
+    }
+
+    /// Waits for a drain-mode run to finish by itself.
+    pub async fn finish(self) {
+        let result = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+        result
+            .expect("worker drains in time")
+            .expect("worker task")
+            .expect("worker ok");
+    }
+
+    /// Kills the worker without any clean-up, like SIGKILL: nothing acked, nothing NAKed.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// One published reading.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub subject: String,
+    pub t_ms: i64,
+    pub value: f64,
+}
+
+impl Reading {
+    pub fn rms(site: &str, machine: &str, t_ms: i64, value: f64) -> Self {
+        Self {
+            subject: format!("acme.{site}.hall-a.line-1.{machine}.spindle.vibration.rms"),
+            t_ms,
+            value,
+        }
+    }
+
+    pub fn payload(&self) -> Bytes {
+        let msg = serde_json::json!({
+            "machine_id": self.subject.split('.').nth(4),
+            "sensor": "spindle",
+            "value": self.value,
+            "unit": "mm/s",
+            "timestamp": stator::rfc3339_ms(self.t_ms),
+            "quality": "good",
+        });
+        Bytes::from(msg.to_string())
+    }
+}
+
+/// Publishes readings through JetStream, in order, each with a `Nats-Msg-Id`; returns their
+/// stream sequences.
+pub async fn publish(js: &jetstream::Context, readings: &[Reading]) -> Vec<u64> {
+    let mut acks = Vec::with_capacity(readings.len());
+    for r in readings {
+        let id = format!("{}-{}", r.subject, r.t_ms);
+        let msg = PublishMessage::build().payload(r.payload()).message_id(id);
+        acks.push(
+            js.send_publish(r.subject.clone(), msg)
+                .await
+                .expect("publish"),
+        );
+    }
+    let mut seqs = Vec::with_capacity(acks.len());
+    for a in acks {
+        seqs.push(a.await.expect("puback").sequence);
+    }
+    seqs
+}
+
+/// Publishes raw bytes to a subject through JetStream; returns the stream sequence.
+pub async fn publish_raw(js: &jetstream::Context, subject: &str, payload: &'static [u8]) -> u64 {
+    js.publish(subject.to_owned(), Bytes::from_static(payload))
+        .await
+        .expect("publish")
+        .await
+        .expect("puback")
+        .sequence
+}
+
+/// An alert event as read back from the ALERTS stream.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Alert {
+    pub rule: String,
+    pub state: String,
+    pub value: f64,
+    pub threshold: f64,
+    pub key: std::collections::BTreeMap<String, String>,
+    pub window_start: String,
+    pub window_end: String,
+    pub readings: usize,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// Every alert in the ALERTS stream, with its subject and `Nats-Msg-Id`.
+pub async fn alerts(js: &jetstream::Context) -> Vec<(String, String, Alert)> {
+    stator::plant::read_stream(js, "ALERTS", None)
+        .await
+        .expect("read ALERTS")
+        .into_iter()
+        .map(|m| {
+            let id = m
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            (
+                m.subject.to_string(),
+                id,
+                serde_json::from_slice(&m.payload).expect("alert JSON"),
+            )
+        })
+        .collect()
+}
+
+/// Consumer state: (num_pending, num_ack_pending).
+pub async fn consumer_backlog(js: &jetstream::Context, durable: &str) -> (u64, usize) {
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    let info = stream.consumer_info(durable).await.expect("consumer info");
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// Event time origin used by tests: 2026-11-22T08:00:00Z.
+pub const T0: i64 = 1_795_334_400_000;
+
+/// RMS of values.
+pub fn rms(values: &[f64]) -> f64 {
+    (values.iter().map(|v| v * v).sum::<f64>() / values.len() as f64).sqrt()
+}
+
+/// A pipeline over vibration RMS: 10 s tumbling windows keyed by site and machine.
+pub fn rms_pipeline(lateness: &str, for_windows: u32, idle: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+name = "test-rms"
+
+[source]
+url = "${{NATS_URL}}"
+stream = "TELEMETRY"
+durable = "test-rms"
+create_consumer = true
+filter_subjects = ["acme.*.*.*.*.*.vibration.rms"]
+ack_wait = "30s"
+
+[[window]]
+name = "rms_10s"
+key = ["site", "machine"]
+tumbling = "10s"
+allowed_lateness = "{lateness}"
+idle_timeout = "{idle}"
+aggregates = ["count", "rms"]
+
+[[alert]]
+name = "vibration-rms"
+window = "rms_10s"
+metric = "rms"
+warning = 2.8
+critical = 4.5
+clear_below = 2.5
+for_windows = {for_windows}
+subject = "acme.{{site}}.alert.vibration.{{machine}}"
+"#
+    )
+}
