@@ -1,1 +1,162 @@
-fn main() {}
+//! End-to-end ingest benchmark: the pipeline against a bare JetStream consumer, same run.
+//!
+//! Loads a stream with scalar readings (1,000,000 by default: 1,000 machines x 1,000 s at
+//! 1 Hz), then times, on the same server and data:
+//!   (a) a plain durable pull consumer that fetches in batches and acks every message;
+//!   (b) the `line-health`-style pipeline draining the stream with windows and alerts.
+//! and reports (b)/(a) in messages per second. Run with `cargo bench --bench ingest`;
+//! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
+
+use std::future::IntoFuture;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
+use bytes::Bytes;
+use futures::StreamExt;
+use stator::nats_server::NatsServer;
+use stator_engine::config;
+use stator_engine::worker::{self, RunMode, Stats};
+
+const PIPELINE: &str = r#"
+[pipeline]
+name = "bench"
+
+[source]
+url = "${NATS_URL}"
+stream = "TELEMETRY"
+durable = "bench-pipeline"
+create_consumer = true
+filter_subjects = ["acme.*.*.*.*.*.vibration.rms"]
+
+[[window]]
+name = "rms_10s"
+key = ["site", "machine", "sensor"]
+tumbling = "10s"
+allowed_lateness = "5s"
+idle_timeout = "1h"
+aggregates = ["count", "mean", "min", "max", "rms", "stddev", "peak_to_peak"]
+
+[[alert]]
+name = "vibration-rms"
+window = "rms_10s"
+metric = "rms"
+warning = 2.8
+critical = 4.5
+clear_below = 2.5
+for_windows = 2
+subject = "acme.{site}.alert.vibration.{machine}"
+"#;
+
+const T0: i64 = 1_795_334_400_000;
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let readings: usize = std::env::var("STATOR_BENCH_READINGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 1_000_000 } else { 5_000 });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(run(readings));
+}
+
+async fn run(readings: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NatsServer::start_in(dir.path(), "bench", "").expect("nats-server");
+    let client = stator::connect(&server.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    stator::plant::ensure_streams(&js).await.expect("streams");
+
+    let machines = 1_000.min(readings.max(1));
+    let per_machine = readings / machines;
+    let total = (machines * per_machine) as u64;
+    let load = Instant::now();
+    load_stream(&js, machines, per_machine).await;
+    let wire_bytes = js.get_stream("TELEMETRY").await.expect("stream").info().await.expect("info").state.bytes;
+    eprintln!("loaded {total} readings ({wire_bytes} bytes stored) in {:.1?}", load.elapsed());
+
+    let raw = raw_consumer(&js, total).await;
+    let pipeline = pipeline_run(&client, &server.url(), total).await;
+    let (raw_rate, pipe_rate) = (total as f64 / raw.as_secs_f64(), total as f64 / pipeline.as_secs_f64());
+    println!("| readings | raw consumer (msg/s) | pipeline (msg/s) | ratio pipeline/raw |");
+    println!("|---:|---:|---:|---:|");
+    println!("| {total} | {raw_rate:.0} | {pipe_rate:.0} | {:.2} |", pipe_rate / raw_rate);
+}
+
+async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usize) {
+    let mut pending = Vec::with_capacity(4096);
+    for s in 0..per_machine {
+        let ts = stator::rfc3339_ms(T0 + s as i64 * 1000);
+        for m in 0..machines {
+            let drift = m % 50 == 0;
+            let value = if drift { 1.5 + 4.0 * s as f64 / per_machine as f64 } else { 1.5 + (m % 7) as f64 * 0.1 };
+            let payload = format!(
+                r#"{{"machine_id":"cnc-{m:04}","sensor":"spindle","value":{value:.3},"unit":"mm/s","timestamp":"{ts}","quality":"good"}}"#
+            );
+            let subject = format!("acme.site-{}.hall-a.line-{}.cnc-{m:04}.spindle.vibration.rms", m % 4, m % 10);
+            let msg = PublishMessage::build().payload(Bytes::from(payload)).message_id(format!("{m}-{s}"));
+            pending.push(js.send_publish(subject, msg).await.expect("publish").into_future());
+            if pending.len() == 4096 {
+                futures::future::try_join_all(pending.drain(..)).await.expect("pubacks");
+            }
+        }
+    }
+    futures::future::try_join_all(pending).await.expect("pubacks");
+}
+
+/// (a): fetch in batches of 500 and ack every message; done when the ack floor is at the end.
+async fn raw_consumer(js: &jetstream::Context, total: u64) -> Duration {
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-raw".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let start = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
+    let mut seen = 0u64;
+    while seen < total {
+        let msg = messages.next().await.expect("message").expect("message ok");
+        msg.ack().await.expect("ack");
+        seen += 1;
+    }
+    wait_acked(&stream, "bench-raw", total).await;
+    start.elapsed()
+}
+
+/// (b): the pipeline drains the stream; done when the ack floor is at the end.
+async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64) -> Duration {
+    let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
+    let pipeline = config::load_str(Path::new("bench.toml"), PIPELINE, &env).expect("pipeline").pipeline;
+    let stats = Arc::new(Stats::default());
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    worker::run(Arc::new(pipeline), client.clone(), rx, stats.clone(), RunMode::Drain).await.expect("pipeline run");
+    let stream = jetstream::new(client.clone()).get_stream("TELEMETRY").await.expect("stream");
+    wait_acked(&stream, "bench-pipeline", total).await;
+    let elapsed = start.elapsed();
+    eprintln!(
+        "pipeline: {} fetched, {} acked, {} windows, {} alerts",
+        Stats::get(&stats.fetched),
+        Stats::get(&stats.acked),
+        Stats::get(&stats.windows_closed),
+        Stats::get(&stats.alerts_published)
+    );
+    assert_eq!(Stats::get(&stats.acked), total, "the pipeline acked every reading");
+    elapsed
+}
+
+async fn wait_acked(stream: &jetstream::stream::Stream, durable: &str, total: u64) {
+    loop {
+        let info = stream.consumer_info(durable).await.expect("consumer info");
+        if info.ack_floor.stream_sequence >= total {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
