@@ -28,7 +28,6 @@ url = "${NATS_URL}"
 stream = "TELEMETRY"
 durable = "bench-pipeline"
 create_consumer = true
-filter_subjects = ["acme.*.*.*.*.*.vibration.rms"]
 
 [[window]]
 name = "rms_10s"

@@ -39,21 +39,14 @@ pub struct DemoReport {
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let nats_dir = opts.dir.join("nats");
     if nats_dir.exists() {
-        std::fs::remove_dir_all(&nats_dir)
-            .with_context(|| format!("clearing {}", nats_dir.display()))?;
+        std::fs::remove_dir_all(&nats_dir).with_context(|| format!("clearing {}", nats_dir.display()))?;
     }
     std::fs::create_dir_all(&nats_dir)?;
     let server = NatsServer::start_in(&nats_dir, "stator-demo", "")?;
-    println!(
-        "nats-server with JetStream on {} (store in {})",
-        server.url(),
-        server.store_dir().display()
-    );
+    println!("nats-server with JetStream on {} (store in {})", server.url(), server.store_dir().display());
     let client = crate::connect(&server.url()).await?;
     let js = jetstream::new(client.clone());
-    plant::ensure_streams(&js)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    plant::ensure_streams(&js).await.map_err(anyhow::Error::msg)?;
     println!("streams TELEMETRY, ALERTS and STATOR_DEADLETTER created");
 
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -76,28 +69,18 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         "simulating {n_machines} machines on 2 sites, {} s of 1 Hz readings; cnc-003 drifts to {} mm/s",
         opts.readings, spec.drift_to
     );
-    let published = simulate::publish(&js, &spec, |_| {})
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let published = simulate::publish(&js, &spec, |_| {}).await.map_err(anyhow::Error::msg)?;
     println!("published {published} readings");
 
     let (path, text) = crate::SHIPPED_PIPELINES[0];
     let url = server.url();
     let env = |name: &str| (name == "NATS_URL").then(|| url.clone());
     let loaded = config::load_str(Path::new(path), text, &env)?;
-    println!(
-        "running pipeline `{}` ({path}) until it has drained the stream",
-        loaded.pipeline.name
-    );
+    println!("running pipeline `{}` ({path}) until it has drained the stream", loaded.pipeline.name);
     let stats = Arc::new(Stats::default());
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(worker::run(
-        Arc::new(loaded.pipeline),
-        client.clone(),
-        stop_rx,
-        stats.clone(),
-        RunMode::Drain,
-    ));
+    let task =
+        tokio::spawn(worker::run(Arc::new(loaded.pipeline), client.clone(), stop_rx, stats.clone(), RunMode::Drain));
     let progress = {
         let stats = stats.clone();
         tokio::spawn(async move {
@@ -128,12 +111,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         .await
         .map_err(anyhow::Error::msg)?
         .into_iter()
-        .map(|m| {
-            (
-                m.subject.to_string(),
-                String::from_utf8_lossy(&m.payload).into_owned(),
-            )
-        })
+        .map(|m| (m.subject.to_string(), String::from_utf8_lossy(&m.payload).into_owned()))
         .collect();
     println!("\n{} alert transitions in the ALERTS stream:", alerts.len());
     for (subject, payload) in &alerts {
@@ -146,9 +124,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
             v["window_end"].as_str().unwrap_or("?")
         );
     }
-    println!(
-        "\nTo run the same pipeline against your NATS:\n  NATS_URL=nats://your-server:4222 stator run {path}"
-    );
+    println!("\nTo run the same pipeline against your NATS:\n  NATS_URL=nats://your-server:4222 stator run {path}");
     drop(server);
     Ok(DemoReport { published, alerts })
 }

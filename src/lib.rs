@@ -9,10 +9,8 @@ pub mod simulate;
 pub use stator_engine::worker::output::rfc3339_ms;
 
 /// The pipelines shipped in `pipelines/`, embedded so `stator demo` works from anywhere.
-pub const SHIPPED_PIPELINES: [(&str, &str); 1] = [(
-    "pipelines/line-health.toml",
-    include_str!("../pipelines/line-health.toml"),
-)];
+pub const SHIPPED_PIPELINES: [(&str, &str); 1] =
+    [("pipelines/line-health.toml", include_str!("../pipelines/line-health.toml"))];
 
 /// Connects to NATS the way a long-running worker should: retrying the first connection and
 /// reconnecting forever.
@@ -20,10 +18,5 @@ pub const SHIPPED_PIPELINES: [(&str, &str); 1] = [(
 /// # Errors
 /// When the URL is malformed.
 pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
-        .name("stator")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(url)
-        .await
+    async_nats::ConnectOptions::new().name("stator").retry_on_initial_connect().max_reconnects(None).connect(url).await
 }

@@ -14,11 +14,7 @@ use stator_engine::worker::{self, RunMode, Stats};
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(
-    name = "stator",
-    version,
-    about = "Stream analytics for industrial telemetry on NATS JetStream"
-)]
+#[command(name = "stator", version, about = "Stream analytics for industrial telemetry on NATS JetStream")]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -100,10 +96,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -122,9 +115,7 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -134,17 +125,7 @@ fn init_logging(format: LogFormat) {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { files } => Ok(validate(&files)),
-        Command::Run { files, drain } => {
-            run(
-                &files,
-                if drain {
-                    RunMode::Drain
-                } else {
-                    RunMode::Follow
-                },
-            )
-            .await
-        }
+        Command::Run { files, drain } => run(&files, if drain { RunMode::Drain } else { RunMode::Follow }).await,
         Command::Simulate {
             url,
             sites,
@@ -159,11 +140,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             seed,
         } => {
             let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-            let start_ms = if realtime {
-                now_ms
-            } else {
-                now_ms - readings as i64 * interval.as_millis() as i64
-            };
+            let start_ms = if realtime { now_ms } else { now_ms - readings as i64 * interval.as_millis() as i64 };
             let spec = PlantSpec {
                 org: "acme".into(),
                 sites,
@@ -180,9 +157,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             let client = stator::connect(&url).await?;
             let js = async_nats::jetstream::new(client);
-            let n = simulate::publish(&js, &spec, |n| tracing::debug!(published = n))
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let n =
+                simulate::publish(&js, &spec, |n| tracing::debug!(published = n)).await.map_err(anyhow::Error::msg)?;
             println!("published {n} readings");
             Ok(ExitCode::SUCCESS)
         }
@@ -201,11 +177,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for w in &loaded.warnings {
                     println!("{w}");
                 }
-                println!(
-                    "{}: ok (pipeline `{}`)",
-                    file.display(),
-                    loaded.pipeline.name
-                );
+                println!("{}: ok (pipeline `{}`)", file.display(), loaded.pipeline.name);
             }
             Err(e) => {
                 failed = true;
@@ -213,11 +185,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
@@ -231,9 +199,7 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
                 }
                 pipelines.push(loaded.pipeline);
             }
-            Err(e @ ConfigError::Invalid(_)) | Err(e @ ConfigError::Read { .. }) => {
-                errors.push(e.to_string())
-            }
+            Err(e @ ConfigError::Invalid(_)) | Err(e @ ConfigError::Read { .. }) => errors.push(e.to_string()),
         }
     }
     if !errors.is_empty() {
@@ -246,13 +212,7 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("connecting to {}", pipeline.source.url))?;
         let stats = Arc::new(Stats::default());
-        tasks.spawn(worker::run(
-            Arc::new(pipeline),
-            client,
-            stop_rx.clone(),
-            stats,
-            mode,
-        ));
+        tasks.spawn(worker::run(Arc::new(pipeline), client, stop_rx.clone(), stats, mode));
     }
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
@@ -274,11 +234,7 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
         }
     }
     signals.abort();
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 async fn wait_for_signal() {

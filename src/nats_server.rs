@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// No binary found.
-    #[error(
-        "nats-server not found: set NATS_SERVER_BIN or run `make setup` (installs it into .tools/)"
-    )]
+    #[error("nats-server not found: set NATS_SERVER_BIN or run `make setup` (installs it into .tools/)")]
     NotFound,
     /// The process could not be started or did not come up.
     #[error("nats-server did not start: {0}")]
@@ -29,10 +27,8 @@ pub fn binary() -> Result<PathBuf, ServerError> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let candidates = [
-        PathBuf::from(".tools/bin/nats-server"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/nats-server"),
-    ];
+    let candidates =
+        [PathBuf::from(".tools/bin/nats-server"), Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/nats-server")];
     if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
         return Ok(p);
     }
@@ -90,14 +86,8 @@ impl NatsServer {
             store_dir.display()
         );
         std::fs::write(&config_file, config).map_err(|e| ServerError::Start(e.to_string()))?;
-        let mut server = Self {
-            binary,
-            config_file,
-            port,
-            store_dir,
-            log_file: dir.join("nats-server.log"),
-            child: None,
-        };
+        let mut server =
+            Self { binary, config_file, port, store_dir, log_file: dir.join("nats-server.log"), child: None };
         server.launch()?;
         Ok(server)
     }
@@ -128,10 +118,7 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(ServerError::Start(format!(
-            "no listener on port {} after 10 s",
-            self.port
-        )))
+        Err(ServerError::Start(format!("no listener on port {} after 10 s", self.port)))
     }
 
     /// Client URL.

@@ -6,8 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 /// Subjects of the TELEMETRY stream (reference article "NATS-based Edge-to-Cloud Pipeline").
-pub const TELEMETRY_SUBJECTS: [&str; 2] =
-    ["acme.*.*.*.*.*.vibration.>", "acme.*.*.*.*.*.temperature"];
+pub const TELEMETRY_SUBJECTS: [&str; 2] = ["acme.*.*.*.*.*.vibration.>", "acme.*.*.*.*.*.temperature"];
 /// Subjects of the ALERTS stream: narrower than `acme.*.alert.>`, which TELEMETRY overlaps.
 pub const ALERT_SUBJECTS: [&str; 1] = ["acme.*.alert.*.*"];
 /// Subjects of the dead-letter stream.
@@ -22,24 +21,9 @@ pub const DEAD_LETTER_SUBJECTS: [&str; 1] = ["stator.deadletter.>"];
 /// The NATS error as text.
 pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
     let streams = [
-        (
-            "TELEMETRY",
-            &TELEMETRY_SUBJECTS[..],
-            Duration::from_secs(120),
-            Duration::from_secs(7 * 86_400),
-        ),
-        (
-            "ALERTS",
-            &ALERT_SUBJECTS[..],
-            Duration::from_secs(86_400),
-            Duration::from_secs(90 * 86_400),
-        ),
-        (
-            "STATOR_DEADLETTER",
-            &DEAD_LETTER_SUBJECTS[..],
-            Duration::from_secs(86_400),
-            Duration::from_secs(30 * 86_400),
-        ),
+        ("TELEMETRY", &TELEMETRY_SUBJECTS[..], Duration::from_secs(120), Duration::from_secs(7 * 86_400)),
+        ("ALERTS", &ALERT_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(90 * 86_400)),
+        ("STATOR_DEADLETTER", &DEAD_LETTER_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(30 * 86_400)),
     ];
     for (name, subjects, duplicate_window, max_age) in streams {
         js.create_or_update_stream(stream::Config {

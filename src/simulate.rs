@@ -61,10 +61,7 @@ pub struct Machine {
 impl Machine {
     /// Subject of a metric of this machine.
     pub fn subject(&self, org: &str, sensor: &str, metric: &str) -> String {
-        format!(
-            "{org}.{}.{}.{}.{}.{sensor}.{metric}",
-            self.site, self.area, self.line, self.id
-        )
+        format!("{org}.{}.{}.{}.{}.{sensor}.{metric}", self.site, self.area, self.line, self.id)
     }
 }
 
@@ -124,11 +121,7 @@ pub fn rms_at(spec: &PlantSpec, m: &Machine, i: usize, rng: &mut StdRng) -> f64 
 ///
 /// # Errors
 /// The first publish error, as text.
-pub async fn publish(
-    js: &jetstream::Context,
-    spec: &PlantSpec,
-    mut progress: impl FnMut(u64),
-) -> Result<u64, String> {
+pub async fn publish(js: &jetstream::Context, spec: &PlantSpec, mut progress: impl FnMut(u64)) -> Result<u64, String> {
     let machines = machines(spec);
     let mut rng = StdRng::seed_from_u64(spec.seed ^ 0x5eed);
     let mut published = 0u64;
@@ -148,13 +141,8 @@ pub async fn publish(
                 quality: "good",
             };
             acks.push(
-                send(
-                    js,
-                    m.subject(&spec.org, "spindle", "vibration.rms"),
-                    &msg,
-                    format!("{}-rms-{t_ms}", m.id),
-                )
-                .await?,
+                send(js, m.subject(&spec.org, "spindle", "vibration.rms"), &msg, format!("{}-rms-{t_ms}", m.id))
+                    .await?,
             );
             if i % 10 == 0 {
                 let temp = 38.0 + rng.random_range(-2.0..2.0);
@@ -167,20 +155,13 @@ pub async fn publish(
                     quality: "good",
                 };
                 acks.push(
-                    send(
-                        js,
-                        m.subject(&spec.org, "coolant", "temperature"),
-                        &msg,
-                        format!("{}-temp-{t_ms}", m.id),
-                    )
-                    .await?,
+                    send(js, m.subject(&spec.org, "coolant", "temperature"), &msg, format!("{}-temp-{t_ms}", m.id))
+                        .await?,
                 );
             }
         }
         published += acks.len() as u64;
-        try_join_all(acks.into_iter().map(IntoFuture::into_future))
-            .await
-            .map_err(|e| e.to_string())?;
+        try_join_all(acks.into_iter().map(IntoFuture::into_future)).await.map_err(|e| e.to_string())?;
         progress(published);
         if spec.realtime {
             tokio::time::sleep(spec.interval).await;
@@ -196,10 +177,5 @@ async fn send(
     id: String,
 ) -> Result<jetstream::context::PublishAckFuture, String> {
     let payload = Bytes::from(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
-    js.send_publish(
-        subject,
-        PublishMessage::build().payload(payload).message_id(id),
-    )
-    .await
-    .map_err(|e| e.to_string())
+    js.send_publish(subject, PublishMessage::build().payload(payload).message_id(id)).await.map_err(|e| e.to_string())
 }

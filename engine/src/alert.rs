@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::AlertRule;
 
 /// Alert level.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// No alert.
@@ -67,12 +65,7 @@ pub struct Transition {
 ///
 /// Returns `None` without touching `state` when the window was already applied (its end is
 /// not after `last_window_end`): a replay after a crash changes nothing.
-pub fn apply(
-    rule: &AlertRule,
-    state: &mut RuleState,
-    value: f64,
-    window_end: i64,
-) -> Option<Transition> {
+pub fn apply(rule: &AlertRule, state: &mut RuleState, value: f64, window_end: i64) -> Option<Transition> {
     if window_end <= state.last_window_end {
         return None;
     }
@@ -85,11 +78,7 @@ pub fn apply(
     let up = target > state.level;
     if state.streak > 0 && state.streak_up == up {
         state.streak += 1;
-        state.streak_level = if up {
-            state.streak_level.min(target)
-        } else {
-            state.streak_level.max(target)
-        };
+        state.streak_level = if up { state.streak_level.min(target) } else { state.streak_level.max(target) };
     } else {
         state.streak = 1;
         state.streak_up = up;
@@ -107,11 +96,7 @@ pub fn apply(
         Level::Warning => rule.warning.unwrap_or(rule.clear_below),
         Level::Critical => rule.critical.unwrap_or(f64::NAN),
     };
-    Some(Transition {
-        from,
-        to,
-        threshold,
-    })
+    Some(Transition { from, to, threshold })
 }
 
 fn target(rule: &AlertRule, current: Level, v: f64) -> Level {
@@ -159,15 +144,7 @@ mod tests {
     #[test]
     fn raises_escalates_steps_down_and_clears() {
         let got = run(&rule(1), &[1.0, 3.0, 5.0, 3.0, 2.6, 2.4]);
-        assert_eq!(
-            got,
-            vec![
-                (1, Level::Warning),
-                (2, Level::Critical),
-                (3, Level::Warning),
-                (5, Level::Ok)
-            ]
-        );
+        assert_eq!(got, vec![(1, Level::Warning), (2, Level::Critical), (3, Level::Warning), (5, Level::Ok)]);
     }
 
     #[test]
@@ -182,15 +159,9 @@ mod tests {
         assert_eq!(run(&r, &[3.0, 1.0, 3.0, 1.0]), vec![]);
         assert_eq!(
             run(&r, &[3.0, 5.0, 5.0]),
-            vec![(1, Level::Warning), (2, Level::Critical)]
-                .into_iter()
-                .take(1)
-                .collect::<Vec<_>>()
+            vec![(1, Level::Warning), (2, Level::Critical)].into_iter().take(1).collect::<Vec<_>>()
         );
-        assert_eq!(
-            run(&r, &[5.0, 5.0, 1.0, 1.0]),
-            vec![(1, Level::Critical), (3, Level::Ok)]
-        );
+        assert_eq!(run(&r, &[5.0, 5.0, 1.0, 1.0]), vec![(1, Level::Critical), (3, Level::Ok)]);
     }
 
     #[test]

@@ -5,10 +5,7 @@ use std::collections::HashMap;
 
 /// Whether `token` can stand in a published subject: non-empty, no wildcard, no whitespace.
 pub fn is_valid_token(token: &str) -> bool {
-    !token.is_empty()
-        && token != "*"
-        && token != ">"
-        && !token.contains(|c: char| c.is_whitespace() || c == '.')
+    !token.is_empty() && token != "*" && token != ">" && !token.contains(|c: char| c.is_whitespace() || c == '.')
 }
 
 /// Whether `subject` is a valid subject to publish to (no wildcards).
@@ -19,10 +16,7 @@ pub fn is_valid_subject(subject: &str) -> bool {
 /// Whether `pattern` is a valid subscription filter (`*` per token, `>` last).
 pub fn is_valid_filter(pattern: &str) -> bool {
     let tokens: Vec<&str> = pattern.split('.').collect();
-    tokens
-        .iter()
-        .enumerate()
-        .all(|(i, t)| *t == "*" || (*t == ">" && i == tokens.len() - 1) || is_valid_token(t))
+    tokens.iter().enumerate().all(|(i, t)| *t == "*" || (*t == ">" && i == tokens.len() - 1) || is_valid_token(t))
 }
 
 /// Whether `subject` matches the filter `pattern`.
@@ -124,9 +118,7 @@ impl SubjectTemplate {
             } else if is_valid_token(token) && !token.contains(['{', '}']) {
                 parts.push(Part::Literal(token.to_owned()));
             } else {
-                return Err(format!(
-                    "`{token}` is neither a literal token nor a whole `{{field}}`"
-                ));
+                return Err(format!("`{token}` is neither a literal token nor a whole `{{field}}`"));
             }
         }
         if names.is_empty() {
@@ -146,21 +138,14 @@ impl SubjectTemplate {
     }
 
     /// Splits `subject` into field values (in [`Self::field_names`] order), borrowing from it.
-    pub fn extract<'s>(
-        &self,
-        subject: &'s str,
-        out: &mut Vec<&'s str>,
-    ) -> Result<(), SubjectMismatch> {
+    pub fn extract<'s>(&self, subject: &'s str, out: &mut Vec<&'s str>) -> Result<(), SubjectMismatch> {
         out.clear();
         let tail_field = matches!(self.parts.last(), Some(Part::Field(_)));
         let mut rest = subject;
         for (index, part) in self.parts.iter().enumerate() {
             let last = index + 1 == self.parts.len();
             if rest.is_empty() && index > 0 {
-                return Err(SubjectMismatch::TooFewTokens {
-                    got: index,
-                    want: self.parts.len(),
-                });
+                return Err(SubjectMismatch::TooFewTokens { got: index, want: self.parts.len() });
             }
             let token = if last && tail_field {
                 std::mem::take(&mut rest)
@@ -176,31 +161,20 @@ impl SubjectTemplate {
                     None => std::mem::take(&mut rest),
                 }
             };
-            let valid = if last && tail_field {
-                is_valid_subject(token)
-            } else {
-                is_valid_token(token)
-            };
+            let valid = if last && tail_field { is_valid_subject(token) } else { is_valid_token(token) };
             if !valid {
                 return Err(SubjectMismatch::BadToken { index });
             }
             match part {
                 Part::Literal(want) if want != token => {
-                    return Err(SubjectMismatch::Literal {
-                        index,
-                        got: token.to_owned(),
-                        want: want.clone(),
-                    });
+                    return Err(SubjectMismatch::Literal { index, got: token.to_owned(), want: want.clone() });
                 }
                 Part::Literal(_) => {}
                 Part::Field(_) => out.push(token),
             }
         }
         if !rest.is_empty() {
-            return Err(SubjectMismatch::TooManyTokens {
-                got: subject.split('.').count(),
-                want: self.parts.len(),
-            });
+            return Err(SubjectMismatch::TooManyTokens { got: subject.split('.').count(), want: self.parts.len() });
         }
         Ok(())
     }
@@ -240,10 +214,7 @@ impl OutputTemplate {
         if skeleton.contains('}') || !is_valid_subject(&skeleton) {
             return Err(format!("`{template}` does not make a valid subject"));
         }
-        Ok(Self {
-            source: template.to_owned(),
-            fields,
-        })
+        Ok(Self { source: template.to_owned(), fields })
     }
 
     /// The template as written.
@@ -277,28 +248,9 @@ mod tests {
     fn trailing_field_takes_the_rest_of_the_subject() {
         let t = SubjectTemplate::parse(T).unwrap();
         let mut out = Vec::new();
-        t.extract(
-            "acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms",
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            [
-                "acme",
-                "munich",
-                "hall-a",
-                "line-1",
-                "cnc-001",
-                "spindle",
-                "vibration.rms"
-            ]
-        );
-        t.extract(
-            "acme.munich.hall-a.line-1.cnc-001.coolant.temperature",
-            &mut out,
-        )
-        .unwrap();
+        t.extract("acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms", &mut out).unwrap();
+        assert_eq!(out, ["acme", "munich", "hall-a", "line-1", "cnc-001", "spindle", "vibration.rms"]);
+        t.extract("acme.munich.hall-a.line-1.cnc-001.coolant.temperature", &mut out).unwrap();
         assert_eq!(out[6], "temperature");
     }
 
@@ -306,20 +258,11 @@ mod tests {
     fn short_subjects_and_literal_mismatches_are_reported() {
         let t = SubjectTemplate::parse(T).unwrap();
         let mut out = Vec::new();
-        assert!(matches!(
-            t.extract("acme.munich", &mut out),
-            Err(SubjectMismatch::TooFewTokens { .. })
-        ));
+        assert!(matches!(t.extract("acme.munich", &mut out), Err(SubjectMismatch::TooFewTokens { .. })));
         let lit = SubjectTemplate::parse("acme.{site}.{machine}").unwrap();
-        assert!(matches!(
-            lit.extract("other.x.y", &mut out),
-            Err(SubjectMismatch::Literal { index: 0, .. })
-        ));
+        assert!(matches!(lit.extract("other.x.y", &mut out), Err(SubjectMismatch::Literal { index: 0, .. })));
         let fixed = SubjectTemplate::parse("acme.{site}.x").unwrap();
-        assert!(matches!(
-            fixed.extract("acme.a.x.y", &mut out),
-            Err(SubjectMismatch::TooManyTokens { .. })
-        ));
+        assert!(matches!(fixed.extract("acme.a.x.y", &mut out), Err(SubjectMismatch::TooManyTokens { .. })));
     }
 
     #[test]
@@ -333,18 +276,9 @@ mod tests {
 
     #[test]
     fn wildcards_match_and_overlap_like_nats() {
-        assert!(matches(
-            "acme.*.*.*.*.*.vibration.>",
-            "acme.m.a.l.c.s.vibration.rms"
-        ));
-        assert!(!matches(
-            "acme.*.*.*.*.*.vibration.>",
-            "acme.m.a.l.c.s.vibration"
-        ));
-        assert!(matches(
-            "acme.*.alert.*.*",
-            "acme.munich.alert.vibration.cnc-1"
-        ));
+        assert!(matches("acme.*.*.*.*.*.vibration.>", "acme.m.a.l.c.s.vibration.rms"));
+        assert!(!matches("acme.*.*.*.*.*.vibration.>", "acme.m.a.l.c.s.vibration"));
+        assert!(matches("acme.*.alert.*.*", "acme.munich.alert.vibration.cnc-1"));
         assert!(overlaps("acme.*.*.*.*.*.vibration.>", "acme.*.alert.>"));
         assert!(!overlaps("acme.*.*.*.*.*.vibration.>", "acme.*.alert.*.*"));
         assert!(is_valid_filter("acme.*.>") && !is_valid_filter("acme.>.x"));

@@ -70,11 +70,8 @@ const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = 0..=7_258_118_400_000;
 pub fn decode_json(payload: &[u8], time_field: Option<&str>) -> Result<Reading, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(payload);
     let seed = ReadingSeed { time_field };
-    let raw = seed
-        .deserialize(&mut de)
-        .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-    de.end()
-        .map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    let raw = seed.deserialize(&mut de).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    de.end().map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
     let value = raw.value.ok_or(DecodeError::MissingValue)?;
     if !value.is_finite() {
         return Err(DecodeError::NonFiniteValue(value));
@@ -84,10 +81,7 @@ pub fn decode_json(payload: &[u8], time_field: Option<&str>) -> Result<Reading, 
         (Some(f), None) => return Err(DecodeError::MissingEventTime(f.to_owned())),
         (Some(_), Some(t)) => Some(t.into_millis()?),
     };
-    Ok(Reading {
-        value,
-        event_time_ms,
-    })
+    Ok(Reading { value, event_time_ms })
 }
 
 enum RawTime {
@@ -100,26 +94,21 @@ impl RawTime {
     fn into_millis(self) -> Result<i64, DecodeError> {
         let ms = match self {
             RawTime::Text(s) => {
-                let t = OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
-                    DecodeError::BadEventTime(format!("`{s}` is not RFC 3339: {e}"))
-                })?;
+                let t = OffsetDateTime::parse(&s, &Rfc3339)
+                    .map_err(|e| DecodeError::BadEventTime(format!("`{s}` is not RFC 3339: {e}")))?;
                 (t.unix_timestamp_nanos() / 1_000_000) as i64
             }
             // Unix seconds; values past 1e11 (year 5138 in seconds) are taken as milliseconds.
             RawTime::Number(n) if n.abs() >= 1e11 => n as i64,
             RawTime::Number(n) => (n * 1000.0).round() as i64,
             RawTime::Other => {
-                return Err(DecodeError::BadEventTime(
-                    "must be an RFC 3339 string or Unix seconds".into(),
-                ));
+                return Err(DecodeError::BadEventTime("must be an RFC 3339 string or Unix seconds".into()));
             }
         };
         if TIME_RANGE_MS.contains(&ms) {
             Ok(ms)
         } else {
-            Err(DecodeError::BadEventTime(format!(
-                "{ms} ms is outside 1970..2200"
-            )))
+            Err(DecodeError::BadEventTime(format!("{ms} ms is outside 1970..2200")))
         }
     }
 }
@@ -149,22 +138,14 @@ impl<'de> Visitor<'de> for ReadingSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawReading, A::Error> {
-        let mut out = RawReading {
-            value: None,
-            time: None,
-        };
+        let mut out = RawReading { value: None, time: None };
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if key == "value" {
-                out.value = Some(
-                    map.next_value::<f64>()
-                        .map_err(|_| de::Error::custom("`value` must be a number"))?,
-                );
+                out.value = Some(map.next_value::<f64>().map_err(|_| de::Error::custom("`value` must be a number"))?);
             } else if Some(key.as_ref()) == self.time_field {
                 out.time = Some(match map.next_value::<serde_json::Value>()? {
                     serde_json::Value::String(s) => RawTime::Text(s),
-                    serde_json::Value::Number(n) => {
-                        n.as_f64().map_or(RawTime::Other, RawTime::Number)
-                    }
+                    serde_json::Value::Number(n) => n.as_f64().map_or(RawTime::Other, RawTime::Number),
                     _ => RawTime::Other,
                 });
             } else {
@@ -202,38 +183,21 @@ mod tests {
         let cases: [(&[u8], &str); 8] = [
             (b"{not json", "invalid_json"),
             (b"[1,2]", "invalid_json"),
-            (
-                br#"{"value":"high","timestamp":"2026-11-22T08:00:00Z"}"#,
-                "invalid_json",
-            ),
+            (br#"{"value":"high","timestamp":"2026-11-22T08:00:00Z"}"#, "invalid_json"),
             (br#"{"timestamp":"2026-11-22T08:00:00Z"}"#, "missing_value"),
-            (
-                br#"{"value":1e999,"timestamp":"2026-11-22T08:00:00Z"}"#,
-                "invalid_json",
-            ),
+            (br#"{"value":1e999,"timestamp":"2026-11-22T08:00:00Z"}"#, "invalid_json"),
             (br#"{"value":1}"#, "missing_event_time"),
             (br#"{"value":1,"timestamp":"yesterday"}"#, "bad_event_time"),
-            (
-                br#"{"value":1,"timestamp":"9999-01-01T00:00:00Z"}"#,
-                "bad_event_time",
-            ),
+            (br#"{"value":1,"timestamp":"9999-01-01T00:00:00Z"}"#, "bad_event_time"),
         ];
         for (payload, code) in cases {
             let err = decode_json(payload, TS).unwrap_err();
-            assert_eq!(
-                err.code(),
-                code,
-                "{}: {err}",
-                String::from_utf8_lossy(payload)
-            );
+            assert_eq!(err.code(), code, "{}: {err}", String::from_utf8_lossy(payload));
         }
     }
 
     #[test]
     fn publish_time_pipelines_need_no_timestamp() {
-        assert_eq!(
-            decode_json(br#"{"value":3}"#, None).unwrap().event_time_ms,
-            None
-        );
+        assert_eq!(decode_json(br#"{"value":3}"#, None).unwrap().event_time_ms, None);
     }
 }

@@ -29,15 +29,7 @@ impl Default for Moments {
 impl Moments {
     /// An empty accumulator.
     pub const fn new() -> Self {
-        Self {
-            count: 0,
-            mean: 0.0,
-            m2: 0.0,
-            sum: 0.0,
-            sum_sq: 0.0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-        }
+        Self { count: 0, mean: 0.0, m2: 0.0, sum: 0.0, sum_sq: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY }
     }
 
     /// Folds one reading in. Non-finite values must be rejected by the caller.
@@ -140,12 +132,7 @@ pub struct UnknownAggregate(pub String);
 impl fmt::Display for UnknownAggregate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.name()).collect();
-        write!(
-            f,
-            "unknown aggregate `{}`, expected one of {}",
-            self.0,
-            known.join(", ")
-        )
+        write!(f, "unknown aggregate `{}`, expected one of {}", self.0, known.join(", "))
     }
 }
 
@@ -155,10 +142,7 @@ impl FromStr for Aggregate {
     type Err = UnknownAggregate;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Aggregate::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| UnknownAggregate(s.to_owned()))
+        Aggregate::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| UnknownAggregate(s.to_owned()))
     }
 }
 
@@ -191,10 +175,7 @@ mod tests {
             xs.iter().for_each(|&x| m.push(x));
             for a in Aggregate::ALL {
                 let (got, want) = (m.get(a).unwrap(), naive(&xs, a));
-                assert!(
-                    (got - want).abs() <= 1e-9 * want.abs().max(1.0),
-                    "{a} len {len}: {got} vs {want}"
-                );
+                assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{a} len {len}: {got} vs {want}");
             }
         }
     }
@@ -225,12 +206,6 @@ mod tests {
         for a in Aggregate::ALL {
             assert_eq!(a.name().parse::<Aggregate>(), Ok(a));
         }
-        assert!(
-            "median"
-                .parse::<Aggregate>()
-                .unwrap_err()
-                .to_string()
-                .contains("rms")
-        );
+        assert!("median".parse::<Aggregate>().unwrap_err().to_string().contains("rms"));
     }
 }

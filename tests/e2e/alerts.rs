@@ -34,65 +34,36 @@ async fn alerts_go_to_exactly_the_machines_over_threshold_with_the_true_window_r
     let readings = plant_readings();
     let seqs = publish(&js, &readings).await;
     let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
-    RunningWorker::start(&p, &server.url(), RunMode::Drain)
-        .await
-        .finish()
-        .await;
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
 
     let alerts = alerts(&js).await;
-    let machines: BTreeSet<&str> = alerts
-        .iter()
-        .map(|(_, _, a)| a.key["machine"].as_str())
-        .collect();
+    let machines: BTreeSet<&str> = alerts.iter().map(|(_, _, a)| a.key["machine"].as_str()).collect();
     assert_eq!(machines, BTreeSet::from(["cnc-002", "cnc-005"]));
     for (subject, _, a) in &alerts {
         let machine = &a.key["machine"];
         assert_eq!(subject, &format!("acme.munich.alert.vibration.{machine}"));
-        let start = time::OffsetDateTime::parse(
-            &a.window_start,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
+        let start =
+            time::OffsetDateTime::parse(&a.window_start, &time::format_description::well_known::Rfc3339).unwrap();
         let start_ms = (start.unix_timestamp_nanos() / 1_000_000) as i64;
         let in_window: Vec<(u64, f64)> = readings
             .iter()
             .zip(&seqs)
             .filter(|(r, _)| {
-                r.subject.contains(&format!(".{machine}."))
-                    && r.t_ms >= start_ms
-                    && r.t_ms < start_ms + 10_000
+                r.subject.contains(&format!(".{machine}.")) && r.t_ms >= start_ms && r.t_ms < start_ms + 10_000
             })
             .map(|(r, s)| (*s, r.value))
             .collect();
         let values: Vec<f64> = in_window.iter().map(|(_, v)| *v).collect();
         assert_eq!(a.readings, 10);
-        assert!(
-            (a.value - rms(&values)).abs() < 1e-9,
-            "{machine} {}: {} vs {}",
-            a.window_start,
-            a.value,
-            rms(&values)
-        );
+        assert!((a.value - rms(&values)).abs() < 1e-9, "{machine} {}: {} vs {}", a.window_start, a.value, rms(&values));
         assert_eq!((a.first_seq, a.last_seq), (in_window[0].0, in_window[9].0));
     }
-    let states: Vec<(&str, &str)> = alerts
-        .iter()
-        .map(|(_, _, a)| (a.key["machine"].as_str(), a.state.as_str()))
-        .collect();
-    let of = |m: &str| {
-        states
-            .iter()
-            .filter(|(x, _)| *x == m)
-            .map(|(_, s)| *s)
-            .collect::<Vec<_>>()
-    };
+    let states: Vec<(&str, &str)> =
+        alerts.iter().map(|(_, _, a)| (a.key["machine"].as_str(), a.state.as_str())).collect();
+    let of = |m: &str| states.iter().filter(|(x, _)| *x == m).map(|(_, s)| *s).collect::<Vec<_>>();
     assert_eq!(of("cnc-002"), ["warning", "critical"]);
     assert_eq!(of("cnc-005"), ["critical", "cleared"]);
-    assert_eq!(
-        consumer_backlog(&js, "test-rms").await,
-        (0, 0),
-        "everything acked"
-    );
+    assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0), "everything acked");
 }
 
 /// Windows of constant value `v` (10 readings each) for one machine.
@@ -100,11 +71,7 @@ fn windows_of(values: &[f64]) -> Vec<Reading> {
     values
         .iter()
         .enumerate()
-        .flat_map(|(w, v)| {
-            (0..10).map(move |i| {
-                Reading::rms("berlin", "press-7", T0 + (w as i64 * 10 + i) * 1000, *v)
-            })
-        })
+        .flat_map(|(w, v)| (0..10).map(move |i| Reading::rms("berlin", "press-7", T0 + (w as i64 * 10 + i) * 1000, *v)))
         .collect()
 }
 
@@ -116,16 +83,10 @@ async fn hysteresis_and_debounce_shape_the_transitions() {
     let values = [1.0, 3.0, 1.0, 3.0, 3.0, 2.6, 2.6, 5.0, 5.0, 2.0, 2.0];
     publish(&js, &windows_of(&values)).await;
     let p = pipeline(&rms_pipeline("0s", 2, "1h"), &server.url());
-    RunningWorker::start(&p, &server.url(), RunMode::Drain)
-        .await
-        .finish()
-        .await;
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
 
-    let got: Vec<(String, String, f64)> = alerts(&js)
-        .await
-        .into_iter()
-        .map(|(_, _, a)| (a.state, a.window_end, a.threshold))
-        .collect();
+    let got: Vec<(String, String, f64)> =
+        alerts(&js).await.into_iter().map(|(_, _, a)| (a.state, a.window_end, a.threshold)).collect();
     let end = |w: i64| stator::rfc3339_ms(T0 + (w + 1) * 10_000);
     assert_eq!(
         got,
@@ -145,27 +106,8 @@ async fn every_alert_has_a_deterministic_message_id() {
     let js = server.js().await;
     publish(&js, &windows_of(&[5.0, 5.0, 1.0])).await;
     let p = pipeline(&rms_pipeline("0s", 1, "1h"), &server.url());
-    RunningWorker::start(&p, &server.url(), RunMode::Drain)
-        .await
-        .finish()
-        .await;
-    let ids: BTreeMap<String, String> = alerts(&js)
-        .await
-        .into_iter()
-        .map(|(_, id, a)| (a.state, id))
-        .collect();
-    assert_eq!(
-        ids["critical"],
-        format!(
-            "test-rms.vibration-rms.berlin.press-7.{}.critical",
-            T0 + 10_000
-        )
-    );
-    assert_eq!(
-        ids["cleared"],
-        format!(
-            "test-rms.vibration-rms.berlin.press-7.{}.cleared",
-            T0 + 30_000
-        )
-    );
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+    let ids: BTreeMap<String, String> = alerts(&js).await.into_iter().map(|(_, id, a)| (a.state, id)).collect();
+    assert_eq!(ids["critical"], format!("test-rms.vibration-rms.berlin.press-7.{}.critical", T0 + 10_000));
+    assert_eq!(ids["cleared"], format!("test-rms.vibration-rms.berlin.press-7.{}.cleared", T0 + 30_000));
 }

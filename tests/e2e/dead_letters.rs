@@ -14,16 +14,7 @@ async fn out_of_order_readings_within_lateness_count_and_a_late_one_is_dead_lett
     let r = |t_s: i64, v: f64| Reading::rms("munich", "cnc-001", T0 + t_s * 1000, v);
     // Window [0,10) gets 3.0, 4.0 and (out of order, inside the 5 s lateness) 5.0 at t=9.
     // After t=16 the watermark (11 s) has passed 10 s: the reading at t=2 is late.
-    let readings = [
-        r(1, 3.0),
-        r(12, 1.0),
-        r(4, 4.0),
-        r(14, 1.0),
-        r(9, 5.0),
-        r(16, 1.0),
-        r(2, 100.0),
-        r(25, 1.0),
-    ];
+    let readings = [r(1, 3.0), r(12, 1.0), r(4, 4.0), r(14, 1.0), r(9, 5.0), r(16, 1.0), r(2, 100.0), r(25, 1.0)];
     let seqs = publish(&js, &readings).await;
     let p = pipeline(&rms_pipeline("5s", 1, "1h"), &server.url());
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
@@ -34,26 +25,17 @@ async fn out_of_order_readings_within_lateness_count_and_a_late_one_is_dead_lett
     let first = &alerts[0].2;
     assert_eq!(first.window_end, stator::rfc3339_ms(T0 + 10_000));
     assert_eq!(first.readings, 3);
-    assert!(
-        (first.value - rms(&[3.0, 4.0, 5.0])).abs() < 1e-12,
-        "{}",
-        first.value
-    );
+    assert!((first.value - rms(&[3.0, 4.0, 5.0])).abs() < 1e-12, "{}", first.value);
     assert_eq!(first.state, "warning");
 
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None)
-        .await
-        .unwrap();
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
     assert_eq!(dead.len(), 1);
     let h = &dead[0].headers;
     assert_eq!(dead[0].subject.as_str(), "stator.deadletter.test-rms");
     assert_eq!(h.get("Stator-Reason").unwrap().as_str(), "late");
     assert_eq!(h.get("Stator-Seq").unwrap().as_str(), seqs[6].to_string());
     assert_eq!(h.get("Stator-Stream").unwrap().as_str(), "TELEMETRY");
-    assert_eq!(
-        h.get("Stator-Subject").unwrap().as_str(),
-        readings[6].subject
-    );
+    assert_eq!(h.get("Stator-Subject").unwrap().as_str(), readings[6].subject);
     assert_eq!(dead[0].payload, readings[6].payload());
     assert_eq!(Stats::get(&stats.late), 1);
     assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
@@ -74,10 +56,7 @@ subject = "acme.{site}.{area}.{line}.{machine}.{sensor}.vibration.{metric}""#,
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
     let bad: [(&'static [u8], &str); 5] = [
         (b"{not json", "invalid_json"),
-        (
-            br#"{"value":"high","timestamp":"2026-11-22T08:00:00Z"}"#,
-            "invalid_json",
-        ),
+        (br#"{"value":"high","timestamp":"2026-11-22T08:00:00Z"}"#, "invalid_json"),
         (br#"{"timestamp":"2026-11-22T08:00:00Z"}"#, "missing_value"),
         (br#"{"value":1.0}"#, "missing_event_time"),
         (b"\xff\xfe\x00garbage", "invalid_json"),
@@ -87,53 +66,28 @@ subject = "acme.{site}.{area}.{line}.{machine}.{sensor}.vibration.{metric}""#,
         seqs.push(publish_raw(&js, subject, payload).await);
     }
     let other = "acme.munich.hall-a.line-1.cnc-001.coolant.temperature";
-    seqs.push(
-        publish_raw(
-            &js,
-            other,
-            br#"{"value":1,"timestamp":"2026-11-22T08:00:00Z"}"#,
-        )
-        .await,
-    );
+    seqs.push(publish_raw(&js, other, br#"{"value":1,"timestamp":"2026-11-22T08:00:00Z"}"#).await);
     // Good readings after the garbage still raise their alert.
-    let good: Vec<Reading> = (0..25)
-        .map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 5.0))
-        .collect();
+    let good: Vec<Reading> = (0..25).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 5.0)).collect();
     publish(&js, &good).await;
-    wait_until(
-        Duration::from_secs(20),
-        "the alert from good readings",
-        || async { !alerts(&js).await.is_empty() },
-    )
-    .await;
+    wait_until(Duration::from_secs(20), "the alert from good readings", || async { !alerts(&js).await.is_empty() })
+        .await;
     wait_until(Duration::from_secs(20), "six dead letters", || async {
-        stator::plant::read_stream(&js, "STATOR_DEADLETTER", None)
-            .await
-            .unwrap()
-            .len()
-            == 6
+        stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap().len() == 6
     })
     .await;
     worker.stop().await;
 
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None)
-        .await
-        .unwrap();
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
     let mut reasons: Vec<(String, String)> = dead
         .iter()
         .map(|m| {
-            (
-                m.headers.get("Stator-Seq").unwrap().to_string(),
-                m.headers.get("Stator-Reason").unwrap().to_string(),
-            )
+            (m.headers.get("Stator-Seq").unwrap().to_string(), m.headers.get("Stator-Reason").unwrap().to_string())
         })
         .collect();
     reasons.sort_by_key(|(seq, _)| seq.parse::<u64>().unwrap());
-    let mut expected: Vec<(String, String)> = bad
-        .iter()
-        .zip(&seqs)
-        .map(|((_, reason), seq)| (seq.to_string(), (*reason).to_owned()))
-        .collect();
+    let mut expected: Vec<(String, String)> =
+        bad.iter().zip(&seqs).map(|((_, reason), seq)| (seq.to_string(), (*reason).to_owned())).collect();
     expected.push((seqs[5].to_string(), "subject_mismatch".to_owned()));
     assert_eq!(reasons, expected);
     let detail = dead[1].headers.get("Stator-Detail").unwrap().to_string();
@@ -142,15 +96,6 @@ subject = "acme.{site}.{area}.{line}.{machine}.{sensor}.vibration.{metric}""#,
     // window's readings were NAKed at stop for the next run to pick up.
     let (pending, _) = consumer_backlog(&js, "test-rms").await;
     assert_eq!(pending, 0);
-    let info = js
-        .get_stream("TELEMETRY")
-        .await
-        .unwrap()
-        .consumer_info("test-rms")
-        .await
-        .unwrap();
-    assert!(
-        info.ack_floor.stream_sequence >= seqs[5],
-        "dead-lettered messages are settled"
-    );
+    let info = js.get_stream("TELEMETRY").await.unwrap().consumer_info("test-rms").await.unwrap();
+    assert!(info.ack_floor.stream_sequence >= seqs[5], "dead-lettered messages are settled");
 }

@@ -25,17 +25,14 @@ impl TestServer {
     /// Starts a server and creates the TELEMETRY, ALERTS and dead-letter streams.
     pub async fn with_streams() -> Self {
         let s = Self::start("");
-        stator::plant::ensure_streams(&s.js().await)
-            .await
-            .expect("streams");
+        stator::plant::ensure_streams(&s.js().await).await.expect("streams");
         s
     }
 
     /// Starts a bare server with `extra` config (cluster, leafnodes, auth...).
     pub fn start(extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server =
-            NatsServer::start_in(dir.path(), "stator-test", extra).expect("nats-server starts");
+        let server = NatsServer::start_in(dir.path(), "stator-test", extra).expect("nats-server starts");
         Self { server, _dir: dir }
     }
 
@@ -63,10 +60,7 @@ where
         if check().await {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -92,13 +86,7 @@ impl RunningWorker {
         let client = stator::connect(url).await.expect("connect");
         let (stop, rx) = watch::channel(false);
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn(worker::run(
-            Arc::new(pipeline.clone()),
-            client,
-            rx,
-            stats.clone(),
-            mode,
-        ));
+        let task = tokio::spawn(worker::run(Arc::new(pipeline.clone()), client, rx, stats.clone(), mode));
         Self { stop, task, stats }
     }
 
@@ -106,19 +94,13 @@ impl RunningWorker {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let result = tokio::time::timeout(Duration::from_secs(30), self.task).await;
-        result
-            .expect("worker stops in time")
-            .expect("worker task")
-            .expect("worker ok");
+        result.expect("worker stops in time").expect("worker task").expect("worker ok");
     }
 
     /// Waits for a drain-mode run to finish by itself.
     pub async fn finish(self) {
         let result = tokio::time::timeout(Duration::from_secs(60), self.task).await;
-        result
-            .expect("worker drains in time")
-            .expect("worker task")
-            .expect("worker ok");
+        result.expect("worker drains in time").expect("worker task").expect("worker ok");
     }
 
     /// Kills the worker without any clean-up, like SIGKILL: nothing acked, nothing NAKed.
@@ -138,11 +120,7 @@ pub struct Reading {
 
 impl Reading {
     pub fn rms(site: &str, machine: &str, t_ms: i64, value: f64) -> Self {
-        Self {
-            subject: format!("acme.{site}.hall-a.line-1.{machine}.spindle.vibration.rms"),
-            t_ms,
-            value,
-        }
+        Self { subject: format!("acme.{site}.hall-a.line-1.{machine}.spindle.vibration.rms"), t_ms, value }
     }
 
     pub fn payload(&self) -> Bytes {
@@ -165,11 +143,7 @@ pub async fn publish(js: &jetstream::Context, readings: &[Reading]) -> Vec<u64> 
     for r in readings {
         let id = format!("{}-{}", r.subject, r.t_ms);
         let msg = PublishMessage::build().payload(r.payload()).message_id(id);
-        acks.push(
-            js.send_publish(r.subject.clone(), msg)
-                .await
-                .expect("publish"),
-        );
+        acks.push(js.send_publish(r.subject.clone(), msg).await.expect("publish"));
     }
     let mut seqs = Vec::with_capacity(acks.len());
     for a in acks {
@@ -180,12 +154,7 @@ pub async fn publish(js: &jetstream::Context, readings: &[Reading]) -> Vec<u64> 
 
 /// Publishes raw bytes to a subject through JetStream; returns the stream sequence.
 pub async fn publish_raw(js: &jetstream::Context, subject: &str, payload: &'static [u8]) -> u64 {
-    js.publish(subject.to_owned(), Bytes::from_static(payload))
-        .await
-        .expect("publish")
-        .await
-        .expect("puback")
-        .sequence
+    js.publish(subject.to_owned(), Bytes::from_static(payload)).await.expect("publish").await.expect("puback").sequence
 }
 
 /// An alert event as read back from the ALERTS stream.
@@ -210,16 +179,8 @@ pub async fn alerts(js: &jetstream::Context) -> Vec<(String, String, Alert)> {
         .expect("read ALERTS")
         .into_iter()
         .map(|m| {
-            let id = m
-                .headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            (
-                m.subject.to_string(),
-                id,
-                serde_json::from_slice(&m.payload).expect("alert JSON"),
-            )
+            let id = m.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
+            (m.subject.to_string(), id, serde_json::from_slice(&m.payload).expect("alert JSON"))
         })
         .collect()
 }

@@ -7,3 +7,4 @@ mod dead_letters;
 mod harness;
 mod pipelines;
 mod recovery;
+mod worker;

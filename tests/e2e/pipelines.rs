@@ -19,10 +19,7 @@ fn every_shipped_pipeline_validates() {
     }
     assert!(seen >= 1);
     for (path, text) in stator::SHIPPED_PIPELINES {
-        assert_eq!(
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap(),
-            text
-        );
+        assert_eq!(std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap(), text);
     }
 }
 
@@ -48,12 +45,7 @@ fn broken_pipelines_give_the_expected_errors_with_positions() {
             .arg(&rel)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{} must fail validation",
-            rel.display()
-        );
+        assert_eq!(out.status.code(), Some(1), "{} must fail validation", rel.display());
         let got = String::from_utf8(out.stdout).unwrap();
         let expected_path = file.with_extension("expected");
         if std::env::var_os("STATOR_BLESS").is_some() {

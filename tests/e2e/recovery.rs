@@ -21,12 +21,7 @@ fn readings() -> Vec<Reading> {
                 2 if cycle => 5.5,
                 _ => 1.5,
             } + rng.random_range(-0.1..0.1);
-            out.push(Reading::rms(
-                "munich",
-                &format!("cnc-00{m}"),
-                T0 + s * 1000,
-                value,
-            ));
+            out.push(Reading::rms("munich", &format!("cnc-00{m}"), T0 + s * 1000, value));
         }
     }
     out
@@ -41,19 +36,14 @@ async fn reference_alerts(readings: &[Reading], pipeline_text: &str) -> AlertsBy
     let js = server.js().await;
     publish(&js, readings).await;
     let p = pipeline(pipeline_text, &server.url());
-    RunningWorker::start(&p, &server.url(), RunMode::Drain)
-        .await
-        .finish()
-        .await;
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
     ids_and_values(&js).await
 }
 
 async fn ids_and_values(js: &async_nats::jetstream::Context) -> AlertsByKey {
     let mut out = AlertsByKey::new();
     for (_, id, a) in alerts(js).await {
-        out.entry(a.key.values().cloned().collect::<Vec<_>>().join("."))
-            .or_default()
-            .push((id, a.value));
+        out.entry(a.key.values().cloned().collect::<Vec<_>>().join(".")).or_default().push((id, a.value));
     }
     out
 }
@@ -63,10 +53,7 @@ async fn a_worker_stopped_and_restarted_mid_run_publishes_no_duplicate_and_loses
     let text = rms_pipeline("2s", 1, "1h");
     let all = readings();
     let expected = reference_alerts(&all, &text).await;
-    assert!(
-        expected.values().map(Vec::len).sum::<usize>() >= 8,
-        "the scenario raises and clears: {expected:?}"
-    );
+    assert!(expected.values().map(Vec::len).sum::<usize>() >= 8, "the scenario raises and clears: {expected:?}");
 
     let server = TestServer::with_streams().await;
     let js = server.js().await;
@@ -81,10 +68,7 @@ async fn a_worker_stopped_and_restarted_mid_run_publishes_no_duplicate_and_loses
     .await;
     worker.stop().await;
     publish(&js, second).await;
-    RunningWorker::start(&p, &server.url(), RunMode::Drain)
-        .await
-        .finish()
-        .await;
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
 
     assert_eq!(ids_and_values(&js).await, expected);
     assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
@@ -116,11 +100,7 @@ async fn a_crashed_worker_is_recovered_from_redeliveries_without_duplicates() {
     rerun.finish().await;
 
     assert!(Stats::get(&stats.redelivered) >= held as u64);
-    assert_eq!(
-        Stats::get(&stats.late),
-        0,
-        "redeliveries are not mistaken for late readings"
-    );
+    assert_eq!(Stats::get(&stats.late), 0, "redeliveries are not mistaken for late readings");
     assert_eq!(ids_and_values(&js).await, expected);
     assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
 }
@@ -147,11 +127,9 @@ async fn a_nats_server_restart_mid_run_ends_with_the_same_alerts() {
     server.server.restart().expect("server restarts");
     let js = server.js().await;
     publish(&js, second).await;
-    wait_until(
-        Duration::from_secs(60),
-        "all alerts after the restart",
-        || async { alerts(&js).await.len() >= expected.values().map(Vec::len).sum::<usize>() },
-    )
+    wait_until(Duration::from_secs(60), "all alerts after the restart", || async {
+        alerts(&js).await.len() >= expected.values().map(Vec::len).sum::<usize>()
+    })
     .await;
     worker.stop().await;
     assert_eq!(ids_and_values(&js).await, expected);

@@ -16,20 +16,13 @@ pub(crate) struct ExpandError {
 }
 
 /// Expands every reference in `text`, reading variables through `lookup`.
-pub(crate) fn expand(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, Vec<ExpandError>> {
+pub(crate) fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<ExpandError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
         expand_line(line, i + 1, lookup, &mut out, &mut errors);
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
 fn expand_line(
@@ -46,11 +39,7 @@ fn expand_line(
         let column = consumed + pos + 1;
         let after = &rest[pos + 2..];
         let Some(end) = after.find('}') else {
-            errors.push(ExpandError {
-                line: line_no,
-                column,
-                message: "unterminated `${`: expected `}`".into(),
-            });
+            errors.push(ExpandError { line: line_no, column, message: "unterminated `${`: expected `}`".into() });
             out.push_str(&rest[pos..]);
             return;
         };
@@ -102,10 +91,7 @@ mod tests {
     #[test]
     fn expands_set_variables_and_defaults() {
         let text = "url = \"${NATS_URL}\"\nx = \"${MISSING:-a\"b}\"\n";
-        assert_eq!(
-            expand(text, &env).unwrap(),
-            "url = \"nats://edge:4222\"\nx = \"a\\\"b\"\n"
-        );
+        assert_eq!(expand(text, &env).unwrap(), "url = \"nats://edge:4222\"\nx = \"a\\\"b\"\n");
     }
 
     #[test]

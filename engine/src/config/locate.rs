@@ -64,10 +64,7 @@ pub(crate) fn span_of(doc: &DeTable<'_>, path: &KeyPath) -> Option<Range<usize>>
     let mut segs = path.0.iter().peekable();
     while let Some(seg) = segs.next() {
         let PathSeg::Key(name) = seg else { return best };
-        let Some((key, value)) = table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == name.as_str())
-        else {
+        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name.as_str()) else {
             return best;
         };
         best = Some(key.span());
@@ -99,7 +96,8 @@ mod tests {
 
     #[test]
     fn finds_keys_inside_arrays_of_tables() {
-        let text = "[pipeline]\nname = \"x\"\n\n[[window]]\nname = \"a\"\n\n[[window]]\nname = \"b\"\ntumbling = \"zz\"\n";
+        let text =
+            "[pipeline]\nname = \"x\"\n\n[[window]]\nname = \"a\"\n\n[[window]]\nname = \"b\"\ntumbling = \"zz\"\n";
         let doc = DeTable::parse(text).unwrap();
         let path = KeyPath::default().key("window").index(1).key("tumbling");
         assert_eq!(path.to_string(), "window[1].tumbling");
@@ -107,9 +105,6 @@ mod tests {
         assert_eq!(line_col(text, span.start), (9, 1));
         let missing = KeyPath::default().key("window").index(0).key("tumbling");
         let span = span_of(doc.get_ref(), &missing).unwrap();
-        assert!(
-            line_col(text, span.start).0 >= 4,
-            "points into the first [[window]]"
-        );
+        assert!(line_col(text, span.start).0 >= 4, "points into the first [[window]]");
     }
 }

@@ -56,13 +56,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {sev}",
-            self.file.display(),
-            self.line,
-            self.column
-        )?;
+        write!(f, "{}:{}:{}: {sev}", self.file.display(), self.line, self.column)?;
         if !self.key.is_empty() {
             write!(f, ": `{}`", self.key)?;
         }
@@ -216,10 +210,7 @@ pub struct Loaded {
 /// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with every
 /// problem found, each with its line, column and key.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     load_str(path, &text, &|name| std::env::var(name).ok())
 }
 
@@ -227,16 +218,8 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] with every problem found.
-pub fn load_str(
-    path: &Path,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Loaded, ConfigError> {
-    let mut cx = Checker {
-        file: path.to_owned(),
-        text: String::new(),
-        found: Vec::new(),
-    };
+pub fn load_str(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let mut cx = Checker { file: path.to_owned(), text: String::new(), found: Vec::new() };
     let expanded = match expand::expand(text, env) {
         Ok(t) => t,
         Err(errors) => {
@@ -253,10 +236,7 @@ pub fn load_str(
     };
     let pipeline = build(&mut cx, parsed);
     cx.found.sort_by_key(|d| (d.line, d.column));
-    let (errors, warnings): (Vec<_>, Vec<_>) = cx
-        .found
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
+    let (errors, warnings): (Vec<_>, Vec<_>) = cx.found.into_iter().partition(|d| d.severity == Severity::Error);
     match pipeline {
         Some(pipeline) if errors.is_empty() => Ok(Loaded { pipeline, warnings }),
         _ => Err(ConfigError::Invalid(errors)),
@@ -271,22 +251,8 @@ struct Checker {
 }
 
 impl Checker {
-    fn push_at(
-        &mut self,
-        severity: Severity,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    ) {
-        self.found.push(Diagnostic {
-            severity,
-            file: self.file.clone(),
-            line,
-            column,
-            key,
-            message,
-        });
+    fn push_at(&mut self, severity: Severity, line: usize, column: usize, key: String, message: String) {
+        self.found.push(Diagnostic { severity, file: self.file.clone(), line, column, key, message });
     }
 
     fn push_span(&mut self, severity: Severity, offset: usize, key: String, message: String) {
@@ -295,10 +261,8 @@ impl Checker {
     }
 
     fn report(&mut self, severity: Severity, path: &KeyPath, message: impl Into<String>) {
-        let offset = DeTable::parse(&self.text)
-            .ok()
-            .and_then(|d| locate::span_of(d.get_ref(), path))
-            .map_or(0, |s| s.start);
+        let offset =
+            DeTable::parse(&self.text).ok().and_then(|d| locate::span_of(d.get_ref(), path)).map_or(0, |s| s.start);
         self.push_span(severity, offset, path.to_string(), message.into());
     }
 
@@ -316,12 +280,7 @@ impl Checker {
         if let Err(e) = DeTable::parse(&text) {
             {
                 let offset = e.span().map_or(0, |s| s.start);
-                self.push_span(
-                    Severity::Error,
-                    offset,
-                    String::new(),
-                    e.message().trim().to_owned(),
-                );
+                self.push_span(Severity::Error, offset, String::new(), e.message().trim().to_owned());
                 return None;
             }
         }
@@ -357,9 +316,7 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
                 walk(parent, out);
                 out.push(PathSeg::Key(key.clone()));
             }
-            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-                walk(parent, out)
-            }
+            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => walk(parent, out),
         }
     }
     let mut segs = Vec::new();
@@ -369,19 +326,13 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
 
 /// The key written at the start of the line holding `offset`, for errors serde reports by span.
 fn key_at(text: &str, offset: usize) -> String {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
-    line.split_once('=')
-        .map(|(k, _)| k.trim().to_owned())
-        .unwrap_or_default()
+    line.split_once('=').map(|(k, _)| k.trim().to_owned()).unwrap_or_default()
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn duration(cx: &mut Checker, path: &KeyPath, text: Option<&str>, default: Duration) -> Duration {
@@ -389,10 +340,7 @@ fn duration(cx: &mut Checker, path: &KeyPath, text: Option<&str>, default: Durat
     match humantime::parse_duration(text) {
         Ok(d) => d,
         Err(e) => {
-            cx.error(
-                path,
-                format!("`{text}` is not a duration ({e}); write e.g. `10s`, `5m`, `1h30m`"),
-            );
+            cx.error(path, format!("`{text}` is not a duration ({e}); write e.g. `10s`, `5m`, `1h30m`"));
             default
         }
     }
@@ -402,33 +350,17 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
     let root = KeyPath::default();
     let p = root.key("pipeline");
     if !is_name(&file.pipeline.name) {
-        cx.error(
-            &p.key("name"),
-            "a pipeline name uses only letters, digits, `-` and `_`",
-        );
+        cx.error(&p.key("name"), "a pipeline name uses only letters, digits, `-` and `_`");
     }
     let name = file.pipeline.name.clone();
-    let dead_letter_subject = file
-        .pipeline
-        .dead_letter_subject
-        .clone()
-        .unwrap_or_else(|| format!("stator.deadletter.{name}"));
+    let dead_letter_subject =
+        file.pipeline.dead_letter_subject.clone().unwrap_or_else(|| format!("stator.deadletter.{name}"));
     if !subject::is_valid_subject(&dead_letter_subject) {
-        cx.error(
-            &p.key("dead_letter_subject"),
-            format!("`{dead_letter_subject}` is not a valid subject"),
-        );
+        cx.error(&p.key("dead_letter_subject"), format!("`{dead_letter_subject}` is not a valid subject"));
     }
-    let state_bucket = file
-        .pipeline
-        .state_bucket
-        .clone()
-        .unwrap_or_else(|| "STATOR_STATE".into());
+    let state_bucket = file.pipeline.state_bucket.clone().unwrap_or_else(|| "STATOR_STATE".into());
     if !is_name(&state_bucket) {
-        cx.error(
-            &p.key("state_bucket"),
-            "a bucket name uses only letters, digits, `-` and `_`",
-        );
+        cx.error(&p.key("state_bucket"), "a bucket name uses only letters, digits, `-` and `_`");
     }
     let template = build_template(cx, &file.source);
     let windows: Vec<Option<WindowSpec>> = file
@@ -445,9 +377,7 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .alerts
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| {
-            build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows)
-        })
+        .filter_map(|(i, a)| build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows))
         .collect();
     let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
     check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
@@ -468,10 +398,7 @@ fn check_unique<'a>(cx: &mut Checker, section: &str, names: impl Iterator<Item =
     let mut seen: Vec<&str> = Vec::new();
     for (i, n) in names.enumerate() {
         if seen.contains(&n) {
-            cx.error(
-                &KeyPath::default().key(section).index(i).key("name"),
-                format!("`{n}` is already used"),
-            );
+            cx.error(&KeyPath::default().key(section).index(i).key("name"), format!("`{n}` is already used"));
         }
         seen.push(n);
     }
@@ -479,9 +406,7 @@ fn check_unique<'a>(cx: &mut Checker, section: &str, names: impl Iterator<Item =
 
 fn build_template(cx: &mut Checker, s: &SourceSection) -> Option<SubjectTemplate> {
     let text = s.subject.as_deref().unwrap_or(DEFAULT_SUBJECT_TEMPLATE);
-    SubjectTemplate::parse(text)
-        .map_err(|e| cx.error(&KeyPath::default().key("source").key("subject"), e))
-        .ok()
+    SubjectTemplate::parse(text).map_err(|e| cx.error(&KeyPath::default().key("source").key("subject"), e)).ok()
 }
 
 fn build_source(
@@ -500,38 +425,25 @@ fn build_source(
     }
     for (i, f) in s.filter_subjects.iter().enumerate() {
         if !subject::is_valid_filter(f) {
-            cx.error(
-                &p.key("filter_subjects").index(i),
-                format!("`{f}` is not a valid subject filter"),
-            );
+            cx.error(&p.key("filter_subjects").index(i), format!("`{f}` is not a valid subject filter"));
             ok = false;
         }
     }
     if let Some(format) = s.format.as_deref().filter(|f| *f != "json") {
-        cx.error(
-            &p.key("format"),
-            format!("unknown format `{format}`, expected `json`"),
-        );
+        cx.error(&p.key("format"), format!("unknown format `{format}`, expected `json`"));
         ok = false;
     }
     let event_time = match s.event_time.as_deref().unwrap_or("timestamp") {
         "publish_time" => EventTime::PublishTime,
         field if is_name(field) => EventTime::Field(field.to_owned()),
         other => {
-            cx.error(
-                &p.key("event_time"),
-                format!("`{other}` is neither a field name nor `publish_time`"),
-            );
+            cx.error(&p.key("event_time"), format!("`{other}` is neither a field name nor `publish_time`"));
             ok = false;
             EventTime::PublishTime
         }
     };
     let deliver = build_deliver(cx, p, s)?;
-    let longest = windows
-        .iter()
-        .map(|w| w.size + w.allowed_lateness)
-        .max()
-        .unwrap_or_default();
+    let longest = windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or_default();
     let default_wait = (longest * 2).max(Duration::from_secs(30));
     let ack_wait = duration(cx, &p.key("ack_wait"), s.ack_wait.as_deref(), default_wait);
     if s.ack_wait.is_some() && ack_wait < longest {
@@ -555,10 +467,7 @@ fn build_source(
         }
     }
     ok.then(|| SourceSpec {
-        url: s
-            .url
-            .clone()
-            .unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
+        url: s.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         stream: s.stream.clone(),
         durable: s.durable.clone(),
         create_consumer: s.create_consumer,
@@ -580,28 +489,21 @@ fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Del
         "new" => DeliverPolicy::New,
         "last_per_subject" => DeliverPolicy::LastPerSubject,
         "start_sequence" => match s.start_sequence {
-            Some(start_sequence) if start_sequence > 0 => {
-                DeliverPolicy::ByStartSequence { start_sequence }
-            }
+            Some(start_sequence) if start_sequence > 0 => DeliverPolicy::ByStartSequence { start_sequence },
             _ => {
-                cx.error(
-                    &path,
-                    "`start_sequence` deliver needs `start_sequence = N` (N >= 1)",
-                );
+                cx.error(&path, "`start_sequence` deliver needs `start_sequence = N` (N >= 1)");
                 return None;
             }
         },
         "start_time" => {
-            let parsed = s.start_time.as_deref().map(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            });
+            let parsed = s
+                .start_time
+                .as_deref()
+                .map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339));
             match parsed {
                 Some(Ok(start_time)) => DeliverPolicy::ByStartTime { start_time },
                 _ => {
-                    cx.error(
-                        &path,
-                        "`start_time` deliver needs `start_time = \"2026-11-22T08:00:00Z\"`",
-                    );
+                    cx.error(&path, "`start_time` deliver needs `start_time = \"2026-11-22T08:00:00Z\"`");
                     return None;
                 }
             }
@@ -624,21 +526,11 @@ fn build_window(
 ) -> Option<WindowSpec> {
     let mut ok = is_name(&w.name);
     if !ok {
-        cx.error(
-            &p.key("name"),
-            "a window name uses only letters, digits, `-` and `_`",
-        );
+        cx.error(&p.key("name"), "a window name uses only letters, digits, `-` and `_`");
     }
-    let key = if w.key.is_empty() {
-        vec!["machine".to_owned()]
-    } else {
-        w.key.clone()
-    };
+    let key = if w.key.is_empty() { vec!["machine".to_owned()] } else { w.key.clone() };
     if key.len() > MAX_KEY_FIELDS {
-        cx.error(
-            &p.key("key"),
-            format!("a window key has at most {MAX_KEY_FIELDS} fields"),
-        );
+        cx.error(&p.key("key"), format!("a window key has at most {MAX_KEY_FIELDS} fields"));
         ok = false;
     }
     let mut key_index = Vec::new();
@@ -648,20 +540,14 @@ fn build_window(
             None => {
                 if let Some(t) = template {
                     let known = t.field_names().join(", ");
-                    cx.error(
-                        &p.key("key").index(i),
-                        format!("`{k}` is not a field of the subject template ({known})"),
-                    );
+                    cx.error(&p.key("key").index(i), format!("`{k}` is not a field of the subject template ({known})"));
                 }
                 ok = false;
             }
         }
     }
     if let Some(f) = w.filter.as_deref().filter(|f| !subject::is_valid_filter(f)) {
-        cx.error(
-            &p.key("filter"),
-            format!("`{f}` is not a valid subject filter"),
-        );
+        cx.error(&p.key("filter"), format!("`{f}` is not a valid subject filter"));
         ok = false;
     }
     let (size, every) = match (&w.tumbling, &w.hopping) {
@@ -670,55 +556,30 @@ fn build_window(
             (d, d)
         }
         (None, Some(h)) => (
-            duration(
-                cx,
-                &p.key("hopping").key("size"),
-                Some(&h.size),
-                Duration::ZERO,
-            ),
-            duration(
-                cx,
-                &p.key("hopping").key("every"),
-                Some(&h.every),
-                Duration::ZERO,
-            ),
+            duration(cx, &p.key("hopping").key("size"), Some(&h.size), Duration::ZERO),
+            duration(cx, &p.key("hopping").key("every"), Some(&h.every), Duration::ZERO),
         ),
         _ => {
-            cx.error(
-                p,
-                "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`",
-            );
+            cx.error(p, "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`");
             return None;
         }
     };
     let whole_ms = |d: Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
     let errors_before = cx.found.len();
-    if cx.found[..errors_before].iter().any(|d| {
-        d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping"))
-    }) {
+    if cx.found[..errors_before]
+        .iter()
+        .any(|d| d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping")))
+    {
         ok = false;
     } else if !whole_ms(size) || !whole_ms(every) {
-        cx.error(
-            p,
-            "window lengths must be whole milliseconds and greater than zero",
-        );
+        cx.error(p, "window lengths must be whole milliseconds and greater than zero");
         ok = false;
     } else if size.as_millis() % every.as_millis() != 0 {
         cx.error(&p.key("hopping").key("every"), "`every` must divide `size`");
         ok = false;
     }
-    let allowed_lateness = duration(
-        cx,
-        &p.key("allowed_lateness"),
-        w.allowed_lateness.as_deref(),
-        Duration::ZERO,
-    );
-    let idle_timeout = duration(
-        cx,
-        &p.key("idle_timeout"),
-        w.idle_timeout.as_deref(),
-        Duration::from_secs(30),
-    );
+    let allowed_lateness = duration(cx, &p.key("allowed_lateness"), w.allowed_lateness.as_deref(), Duration::ZERO);
+    let idle_timeout = duration(cx, &p.key("idle_timeout"), w.idle_timeout.as_deref(), Duration::from_secs(30));
     let names: Vec<&str> = if w.aggregates.is_empty() {
         vec!["count", "mean", "min", "max", "rms"]
     } else {
@@ -756,22 +617,12 @@ fn build_alert(
 ) -> Option<AlertRule> {
     let mut ok = is_name(&a.name);
     if !ok {
-        cx.error(
-            &p.key("name"),
-            "a rule name uses only letters, digits, `-` and `_`",
-        );
+        cx.error(&p.key("name"), "a rule name uses only letters, digits, `-` and `_`");
     }
     let window = sections.iter().position(|w| w.name == a.window);
     if window.is_none() {
         let known: Vec<&str> = sections.iter().map(|w| w.name.as_str()).collect();
-        cx.error(
-            &p.key("window"),
-            format!(
-                "no window named `{}` (windows: {})",
-                a.window,
-                known.join(", ")
-            ),
-        );
+        cx.error(&p.key("window"), format!("no window named `{}` (windows: {})", a.window, known.join(", ")));
         ok = false;
     }
     let metric = match a.metric.parse::<Aggregate>() {
@@ -785,13 +636,7 @@ fn build_alert(
         && !w.aggregates.contains(&m)
     {
         {
-            cx.error(
-                &p.key("metric"),
-                format!(
-                    "window `{}` does not compute `{m}`; add it to its aggregates",
-                    w.name
-                ),
-            );
+            cx.error(&p.key("metric"), format!("window `{}` does not compute `{m}`; add it to its aggregates", w.name));
             ok = false;
         }
     }
@@ -802,10 +647,7 @@ fn build_alert(
             0.0
         }
         (Some(w), Some(c)) if w >= c => {
-            cx.error(
-                &p.key("critical"),
-                format!("critical ({c}) must be above warning ({w})"),
-            );
+            cx.error(&p.key("critical"), format!("critical ({c}) must be above warning ({w})"));
             ok = false;
             w
         }
@@ -816,9 +658,7 @@ fn build_alert(
     if clear_below > lowest {
         cx.error(
             &p.key("clear_below"),
-            format!(
-                "clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"
-            ),
+            format!("clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"),
         );
         ok = false;
     }
@@ -839,18 +679,17 @@ fn build_alert(
             if !w.key.contains(f) && f != "pipeline" && f != "rule" {
                 cx.error(
                     &p.key("subject"),
-                    format!(
-                        "`{{{f}}}` is not in window `{}`'s key ({})",
-                        w.name,
-                        w.key.join(", ")
-                    ),
+                    format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")),
                 );
                 ok = false;
             }
         }
         let tokens: Vec<&str> = t.as_str().split('.').collect();
         if tokens.get(2) != Some(&"alert") {
-            cx.warn(&p.key("subject"), "alert subjects usually follow `acme.{site}.alert.>`; make sure a stream captures this one");
+            cx.warn(
+                &p.key("subject"),
+                "alert subjects usually follow `acme.{site}.alert.>`; make sure a stream captures this one",
+            );
         }
     }
     let (Some(window), Some(metric), Some(subject), true) = (window, metric, subject, ok) else {

@@ -59,10 +59,7 @@ fn every_unknown_key_is_reported_with_its_line() {
         .replace("for_windows = 2", "for_windows = 2\nseverity = \"x\"");
     let e = errors(&text);
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(
-        e[0].starts_with("p.toml:15:1: error: `window[0].tumblin`: unknown key"),
-        "{e:?}"
-    );
+    assert!(e[0].starts_with("p.toml:15:1: error: `window[0].tumblin`: unknown key"), "{e:?}");
     assert!(e[1].contains("`alert[0].severity`: unknown key"), "{e:?}");
 }
 
@@ -71,27 +68,14 @@ fn semantic_errors_are_all_collected() {
     let text = GOOD
         .replace("tumbling = \"10s\"", "tumbling = \"10 parsecs\"")
         .replace("critical = 4.5", "critical = 1.0")
-        .replace(
-            "key = [\"site\", \"machine\", \"sensor\"]",
-            "key = [\"site\", \"plant\"]",
-        );
+        .replace("key = [\"site\", \"machine\", \"sensor\"]", "key = [\"site\", \"plant\"]");
     let e = errors(&text);
     assert!(
-        e.iter()
-            .any(|l| l
-                .contains(":14:1: error: `window[0].tumbling`: `10 parsecs` is not a duration")),
+        e.iter().any(|l| l.contains(":14:1: error: `window[0].tumbling`: `10 parsecs` is not a duration")),
         "{e:?}"
     );
-    assert!(
-        e.iter()
-            .any(|l| l.contains("`window[0].key[1]`: `plant` is not a field")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|l| l.contains("`alert[0].critical`: critical (1) must be above warning (2.8)")),
-        "{e:?}"
-    );
+    assert!(e.iter().any(|l| l.contains("`window[0].key[1]`: `plant` is not a field")), "{e:?}");
+    assert!(e.iter().any(|l| l.contains("`alert[0].critical`: critical (1) must be above warning (2.8)")), "{e:?}");
     assert_eq!(e.len(), 3, "no follow-on errors: {e:?}");
 }
 
@@ -99,10 +83,7 @@ fn semantic_errors_are_all_collected() {
 fn unset_variables_and_syntax_errors_name_the_position() {
     let e = errors(&GOOD.replace("${NATS_URL:-nats://127.0.0.1:4222}", "${NATS_URL}"));
     assert_eq!(e.len(), 1);
-    assert!(
-        e[0].starts_with("p.toml:6:8: error: environment variable `NATS_URL` is not set"),
-        "{e:?}"
-    );
+    assert!(e[0].starts_with("p.toml:6:8: error: environment variable `NATS_URL` is not set"), "{e:?}");
     let e = errors("[pipeline\nname = 1\n");
     assert!(e[0].starts_with("p.toml:1:"), "{e:?}");
 }
@@ -112,9 +93,5 @@ fn alert_subject_outside_the_alert_hierarchy_is_a_warning() {
     let text = GOOD.replace("acme.{site}.alert.vibration.{machine}", "alerts.{machine}");
     let loaded = load(&text).unwrap();
     assert_eq!(loaded.warnings.len(), 1);
-    assert!(
-        loaded.warnings[0]
-            .to_string()
-            .contains("warning: `alert[0].subject`")
-    );
+    assert!(loaded.warnings[0].to_string().contains("warning: `alert[0].subject`"));
 }

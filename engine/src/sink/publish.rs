@@ -40,10 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl Publisher {
     /// A publisher over `js`.
     pub fn new(js: jetstream::Context) -> Self {
-        Self {
-            js,
-            captured: HashMap::new(),
-        }
+        Self { js, captured: HashMap::new() }
     }
 
     /// Publishes `out` and waits until it is durable (or, for an uncaptured subject, flushed).
@@ -51,11 +48,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`ShuttingDown`] when `stop` turned true first.
-    pub async fn publish(
-        &mut self,
-        out: &Outbound,
-        stop: &watch::Receiver<bool>,
-    ) -> Result<bool, ShuttingDown> {
+    pub async fn publish(&mut self, out: &Outbound, stop: &watch::Receiver<bool>) -> Result<bool, ShuttingDown> {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.try_publish(out).await {
@@ -78,11 +71,7 @@ impl Publisher {
                 .headers(out.headers.clone())
                 .message_id(&out.msg_id)
                 .payload(out.payload.clone());
-            let ack = self
-                .js
-                .send_publish(out.subject.clone(), msg)
-                .await
-                .map_err(|e| e.to_string())?;
+            let ack = self.js.send_publish(out.subject.clone(), msg).await.map_err(|e| e.to_string())?;
             let ack = ack.await.map_err(|e| e.to_string())?;
             Ok(ack.duplicate)
         } else {
@@ -104,21 +93,11 @@ impl Publisher {
         }
         let captured = match self.js.stream_by_subject(subject).await {
             Ok(_) => true,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    jetstream::context::GetStreamByNameErrorKind::NotFound
-                ) =>
-            {
-                false
-            }
+            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => false,
             Err(e) => return Err(e.to_string()),
         };
         if !captured {
-            tracing::warn!(
-                subject,
-                "no stream captures this output subject; publishing without persistence"
-            );
+            tracing::warn!(subject, "no stream captures this output subject; publishing without persistence");
         }
         self.captured.insert(subject.to_owned(), captured);
         Ok(captured)

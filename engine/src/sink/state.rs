@@ -12,14 +12,20 @@ use crate::alert::RuleState;
 /// The KV key of a rule's state for one key: `{pipeline}.{rule}.{key...}`, each key token
 /// escaped to the KV key alphabet (`=HH` per byte outside `[A-Za-z0-9_-]`).
 pub fn state_key(pipeline: &str, rule: &str, key: &[String]) -> String {
-    let mut out = format!("{pipeline}.{rule}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(pipeline.len() + rule.len() + 32);
+    out.push_str(pipeline);
+    out.push('.');
+    out.push_str(rule);
     for k in key {
         out.push('.');
         for b in k.bytes() {
             if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
                 out.push(b as char);
             } else {
-                out.push_str(&format!("={b:02X}"));
+                out.push('=');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
             }
         }
     }

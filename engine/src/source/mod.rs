@@ -29,9 +29,7 @@ pub enum SourceError {
         durable: String,
     },
     /// The consumer exists with settings the pipeline cannot work with.
-    #[error(
-        "consumer `{durable}` on stream `{stream}` is not compatible with the pipeline: {problems}"
-    )]
+    #[error("consumer `{durable}` on stream `{stream}` is not compatible with the pipeline: {problems}")]
     Incompatible {
         /// Stream.
         stream: String,
@@ -49,30 +47,19 @@ pub enum SourceError {
 ///
 /// # Errors
 /// See [`SourceError`].
-pub async fn bind(
-    js: &jetstream::Context,
-    pipeline: &Pipeline,
-) -> Result<(PullConsumer, consumer::Info), SourceError> {
+pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullConsumer, consumer::Info), SourceError> {
     let spec = &pipeline.source;
-    let stream = js
-        .get_stream(&spec.stream)
-        .await
-        .map_err(|e| match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-            {
-                SourceError::NoStream(spec.stream.clone())
-            }
-            _ => SourceError::Nats(e.to_string()),
-        })?;
+    let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+            SourceError::NoStream(spec.stream.clone())
+        }
+        _ => SourceError::Nats(e.to_string()),
+    })?;
     let info = match stream.consumer_info(&spec.durable).await {
         Ok(info) => info,
         Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
         Err(_) if !spec.create_consumer => {
-            return Err(SourceError::NoConsumer {
-                stream: spec.stream.clone(),
-                durable: spec.durable.clone(),
-            });
+            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: spec.durable.clone() });
         }
         Err(_) => {
             let consumer: PullConsumer = stream
@@ -92,10 +79,8 @@ pub async fn bind(
             problems: problems.join("; "),
         });
     }
-    let consumer = stream
-        .get_consumer::<pull::Config>(&spec.durable)
-        .await
-        .map_err(|e| SourceError::Nats(e.to_string()))?;
+    let consumer =
+        stream.get_consumer::<pull::Config>(&spec.durable).await.map_err(|e| SourceError::Nats(e.to_string()))?;
     Ok((consumer, info))
 }
 
@@ -130,10 +115,7 @@ pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<
     let spec = &pipeline.source;
     let mut problems = Vec::new();
     if config.ack_policy != AckPolicy::Explicit {
-        problems.push(format!(
-            "ack policy is {:?}, the pipeline needs explicit acks",
-            config.ack_policy
-        ));
+        problems.push(format!("ack policy is {:?}, the pipeline needs explicit acks", config.ack_policy));
     }
     if config.deliver_subject.is_some() {
         problems.push("it is a push consumer, the pipeline needs a pull consumer".into());
@@ -147,17 +129,10 @@ pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<
         have.sort_unstable();
         want.sort_unstable();
         if have != want {
-            problems.push(format!(
-                "its filter subjects are {have:?}, the pipeline file says {want:?}"
-            ));
+            problems.push(format!("its filter subjects are {have:?}, the pipeline file says {want:?}"));
         }
     }
-    let longest = pipeline
-        .windows
-        .iter()
-        .map(|w| w.size + w.allowed_lateness)
-        .max()
-        .unwrap_or(Duration::ZERO);
+    let longest = pipeline.windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or(Duration::ZERO);
     if config.ack_wait < longest {
         problems.push(format!(
             "ack_wait is {:?}, shorter than the longest window plus its lateness ({longest:?})",

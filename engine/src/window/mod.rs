@@ -33,10 +33,7 @@ pub struct ClosedWindow {
 impl ClosedWindow {
     /// The value of one aggregate.
     pub fn get(&self, aggregate: Aggregate) -> Option<f64> {
-        self.values
-            .iter()
-            .find(|(a, _)| *a == aggregate)
-            .map(|(_, v)| *v)
+        self.values.iter().find(|(a, _)| *a == aggregate).map(|(_, v)| *v)
     }
 }
 
@@ -134,16 +131,9 @@ impl WindowOperator {
         let first_start = t_ms.div_euclid(self.every) * self.every - self.size + self.every;
         let first_end = first_start + self.size;
         let closed_until = self.keys.get(key).map_or(i64::MIN, |k| k.closed_until);
-        let limit = if hold_watermark {
-            closed_until
-        } else {
-            closed_until.max(self.watermark())
-        };
+        let limit = if hold_watermark { closed_until } else { closed_until.max(self.watermark()) };
         if first_end <= limit {
-            return Err(Late {
-                window_end_ms: first_end,
-                closed_until_ms: limit,
-            });
+            return Err(Late { window_end_ms: first_end, closed_until_ms: limit });
         }
         let state = match self.keys.get_mut(key) {
             Some(s) => s,
@@ -171,15 +161,9 @@ impl WindowOperator {
 
     /// Closes every window the watermark has passed and every window of an idle key.
     pub fn advance(&mut self, now: Instant, hold_watermark: bool, out: &mut Vec<ClosedWindow>) {
-        let watermark = if hold_watermark {
-            i64::MIN
-        } else {
-            self.watermark()
-        };
-        let idle_due = self
-            .keys
-            .values()
-            .any(|k| !k.panes.is_empty() && now.duration_since(k.last_arrival) >= self.idle);
+        let watermark = if hold_watermark { i64::MIN } else { self.watermark() };
+        let idle_due =
+            self.keys.values().any(|k| !k.panes.is_empty() && now.duration_since(k.last_arrival) >= self.idle);
         if watermark < self.earliest_end && (hold_watermark || !idle_due) {
             return;
         }
@@ -198,14 +182,7 @@ impl WindowOperator {
     /// Closes every open window (at shutdown of a bounded run, or on demand).
     pub fn flush(&mut self, out: &mut Vec<ClosedWindow>) {
         for state in self.keys.values_mut() {
-            close_until(
-                self.index,
-                self.size,
-                &self.aggregates,
-                state,
-                i64::MAX,
-                out,
-            );
+            close_until(self.index, self.size, &self.aggregates, state, i64::MAX, out);
         }
         self.earliest_end = i64::MAX;
     }
@@ -227,10 +204,7 @@ fn close_until(
         }
         let mut pane = entry.remove();
         pane.seqs.sort_unstable();
-        let values = aggregates
-            .iter()
-            .filter_map(|a| pane.moments.get(*a).map(|v| (*a, v)))
-            .collect();
+        let values = aggregates.iter().filter_map(|a| pane.moments.get(*a).map(|v| (*a, v))).collect();
         state.closed_until = state.closed_until.max(end);
         out.push(ClosedWindow {
             window: index,

@@ -15,25 +15,8 @@ fn spec(size: u64, every: u64, lateness: u64) -> WindowSpec {
     }
 }
 
-fn add(
-    op: &mut WindowOperator,
-    key: &str,
-    t_s: f64,
-    v: f64,
-    seq: u64,
-    now: Instant,
-) -> Result<u32, Late> {
-    op.add(
-        key,
-        &[key],
-        Sample {
-            t_ms: (t_s * 1000.0) as i64,
-            value: v,
-            seq,
-        },
-        now,
-        false,
-    )
+fn add(op: &mut WindowOperator, key: &str, t_s: f64, v: f64, seq: u64, now: Instant) -> Result<u32, Late> {
+    op.add(key, &[key], Sample { t_ms: (t_s * 1000.0) as i64, value: v, seq }, now, false)
 }
 
 #[test]
@@ -99,37 +82,11 @@ fn an_idle_key_gets_its_windows_closed() {
 fn holding_the_watermark_keeps_windows_open_and_accepts_old_readings() {
     let now = Instant::now();
     let mut op = WindowOperator::new(0, &spec(10, 10, 0));
-    op.add(
-        "m1",
-        &["m1"],
-        Sample {
-            t_ms: 100_000,
-            value: 1.0,
-            seq: 10,
-        },
-        now,
-        true,
-    )
-    .unwrap();
-    op.add(
-        "m1",
-        &["m1"],
-        Sample {
-            t_ms: 1_000,
-            value: 1.0,
-            seq: 1,
-        },
-        now,
-        true,
-    )
-    .unwrap();
+    op.add("m1", &["m1"], Sample { t_ms: 100_000, value: 1.0, seq: 10 }, now, true).unwrap();
+    op.add("m1", &["m1"], Sample { t_ms: 1_000, value: 1.0, seq: 1 }, now, true).unwrap();
     let mut out = Vec::new();
     op.advance(now + Duration::from_secs(60), true, &mut out);
     assert!(out.is_empty());
     op.advance(now, false, &mut out);
-    assert_eq!(
-        out.len(),
-        1,
-        "released: the old window closes, the new one stays open"
-    );
+    assert_eq!(out.len(), 1, "released: the old window closes, the new one stays open");
 }

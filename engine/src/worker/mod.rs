@@ -109,23 +109,13 @@ pub async fn run(
     mode: RunMode,
 ) -> Result<(), WorkerError> {
     let name = pipeline.name.clone();
-    let nats_err = |message: String| WorkerError::Nats {
-        pipeline: name.clone(),
-        message,
-    };
+    let nats_err = |message: String| WorkerError::Nats { pipeline: name.clone(), message };
     let js = jetstream::new(client.clone());
     let (consumer, info) = crate::source::bind(&js, &pipeline)
         .await
-        .map_err(|source| WorkerError::Source {
-            pipeline: name.clone(),
-            source,
-        })?;
-    let store = state::open(&js, &pipeline.state_bucket)
-        .await
-        .map_err(nats_err)?;
-    let states = state::load(&store, &pipeline.name)
-        .await
-        .map_err(nats_err)?;
+        .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
+    let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
+    let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
     let barrier = (info.num_ack_pending > 0).then(|| Barrier {
         until: Instant::now() + info.config.ack_wait + Duration::from_secs(2),
         upto_seq: info.delivered.stream_sequence,
@@ -135,12 +125,7 @@ pub async fn run(
         tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
     }
     let mut worker = Worker {
-        ops: pipeline
-            .windows
-            .iter()
-            .enumerate()
-            .map(|(i, w)| WindowOperator::new(i, w))
-            .collect(),
+        ops: pipeline.windows.iter().enumerate().map(|(i, w)| WindowOperator::new(i, w)).collect(),
         pipeline: pipeline.clone(),
         inflight: HashMap::new(),
         done: RangeInclusiveSet::new(),
@@ -153,13 +138,7 @@ pub async fn run(
     };
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let committer = tokio::spawn(commit::run(
-        commit_rx,
-        Publisher::new(js.clone()),
-        store,
-        abort_rx,
-        stats,
-    ));
+    let committer = tokio::spawn(commit::run(commit_rx, Publisher::new(js.clone()), store, abort_rx, stats));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     let result = worker.pump(consumer, &mut shutdown, &commit_tx, mode).await;
@@ -188,9 +167,7 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let batch = self.pipeline.source.batch;
         let period = match mode {
-            RunMode::Follow => {
-                (self.ack_wait / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
-            }
+            RunMode::Follow => (self.ack_wait / 4).clamp(Duration::from_millis(250), Duration::from_secs(5)),
             RunMode::Drain => Duration::from_millis(200),
         };
         let mut tick = tokio::time::interval(period);
@@ -263,7 +240,6 @@ impl Worker {
         };
         let (seq, delivered) = (info.stream_sequence, info.delivered);
         let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
-        let stream = info.stream.to_owned();
         Stats::add(&self.stats.fetched, 1);
         if delivered > 1 {
             Stats::add(&self.stats.redelivered, 1);
@@ -280,11 +256,8 @@ impl Worker {
             commit.acks.push(acker); // handled in this run, its ack was lost: ack again
             return;
         }
-        let origin = Origin {
-            stream: &stream,
-            seq,
-            subject: msg.subject.as_str(),
-        };
+        let pipeline = self.pipeline.clone();
+        let origin = Origin { stream: &pipeline.source.stream, seq, subject: msg.subject.as_str() };
         let (refs, late) = match self.route(&msg, published_ms, seq, now) {
             Ok(r) => r,
             Err(e) => {
@@ -305,14 +278,8 @@ impl Worker {
         };
         if let Some(detail) = late {
             Stats::add(&self.stats.late, 1);
-            let out = output::dead_letter(
-                &self.pipeline,
-                origin,
-                msg.headers.as_ref(),
-                msg.payload.clone(),
-                "late",
-                &detail,
-            );
+            let out =
+                output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), "late", &detail);
             commit.dead_letters.push(out);
             if refs == 0 {
                 commit.terms.push(acker);
@@ -324,14 +291,7 @@ impl Worker {
             commit.acks.push(acker);
             self.done.insert(seq..=seq);
         } else {
-            self.inflight.insert(
-                seq,
-                InFlight {
-                    acker,
-                    refs,
-                    since: now,
-                },
-            );
+            self.inflight.insert(seq, InFlight { acker, refs, since: now });
         }
     }
 
@@ -358,11 +318,7 @@ impl Worker {
         let hold = self.barrier.is_some();
         let (mut refs, mut late) = (0, None);
         for (spec, op) in self.pipeline.windows.iter().zip(self.ops.iter_mut()) {
-            if spec
-                .filter
-                .as_deref()
-                .is_some_and(|f| !crate::subject::matches(f, msg.subject.as_str()))
-            {
+            if spec.filter.as_deref().is_some_and(|f| !crate::subject::matches(f, msg.subject.as_str())) {
                 continue;
             }
             self.key_buf.clear();
@@ -377,11 +333,7 @@ impl Worker {
                 }
             }
             let key_len = spec.key_index.len().min(MAX_KEY_FIELDS);
-            let sample = Sample {
-                t_ms,
-                value: reading.value,
-                seq,
-            };
+            let sample = Sample { t_ms, value: reading.value, seq };
             match op.add(&self.key_buf, &key_fields[..key_len], sample, now, hold) {
                 Ok(n) => refs += n,
                 Err(l) => {
@@ -427,24 +379,13 @@ impl Worker {
             let state = self.states.entry(key.clone()).or_default();
             let before = *state;
             let transition = alert::apply(rule, state, value, w.end_ms);
-            let changed = (
-                before.level,
-                before.streak,
-                before.streak_up,
-                before.streak_level,
-            ) != (
-                state.level,
-                state.streak,
-                state.streak_up,
-                state.streak_level,
-            );
+            let changed = (before.level, before.streak, before.streak_up, before.streak_level)
+                != (state.level, state.streak, state.streak_up, state.streak_level);
             if changed {
                 commit.states.push((key, state::encode(state)));
             }
             if let Some(t) = transition {
-                commit
-                    .alerts
-                    .push(output::alert(&pipeline, rule, w, value, t));
+                commit.alerts.push(output::alert(&pipeline, rule, w, value, t));
             }
         }
         for seq in &w.seqs {
@@ -465,9 +406,7 @@ impl Worker {
     async fn drained(&mut self, consumer: &mut PullConsumer) -> bool {
         match consumer.info().await {
             Ok(info) => {
-                self.barrier.is_none()
-                    && info.num_pending == 0
-                    && info.delivered.stream_sequence <= self.seen_upto()
+                self.barrier.is_none() && info.num_pending == 0 && info.delivered.stream_sequence <= self.seen_upto()
             }
             Err(_) => false,
         }

@@ -58,22 +58,10 @@ pub struct AlertEvent<'a> {
 
 /// The outbound message of one transition. Its `Nats-Msg-Id` is
 /// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
-pub fn alert(
-    pipeline: &Pipeline,
-    rule: &AlertRule,
-    w: &ClosedWindow,
-    value: f64,
-    t: Transition,
-) -> Outbound {
+pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &ClosedWindow, value: f64, t: Transition) -> Outbound {
     let spec = &pipeline.windows[w.window];
-    let key: BTreeMap<&str, &str> = spec
-        .key
-        .iter()
-        .map(String::as_str)
-        .zip(w.key.iter().map(String::as_str))
-        .collect();
-    let mut fields: std::collections::HashMap<&str, &str> =
-        key.iter().map(|(k, v)| (*k, *v)).collect();
+    let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
+    let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
     fields.insert("pipeline", &pipeline.name);
     fields.insert("rule", &rule.name);
     let state = t.to.transition_name();
@@ -94,13 +82,7 @@ pub fn alert(
         first_seq: w.seqs.first().copied().unwrap_or_default(),
         last_seq: w.seqs.last().copied().unwrap_or_default(),
     };
-    let msg_id = format!(
-        "{}.{}.{}.{}.{state}",
-        pipeline.name,
-        rule.name,
-        w.key.join("."),
-        w.end_ms
-    );
+    let msg_id = format!("{}.{}.{}.{}.{state}", pipeline.name, rule.name, w.key.join("."), w.end_ms);
     let mut headers = HeaderMap::new();
     headers.insert("Stator-Pipeline", pipeline.name.as_str());
     headers.insert("Stator-Rule", rule.name.as_str());
@@ -150,10 +132,7 @@ pub fn dead_letter(
 
 /// Header values are one line of printable text, at most 512 bytes.
 fn sanitize_header(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if out.len() > 512 {
         let mut cut = 512;
         while !out.is_char_boundary(cut) {

@@ -1,0 +1,123 @@
+//! The worker's contract with its consumer and its operator: binding rules, in-progress
+//! acks, and a clean exit on SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use stator_engine::worker::{RunMode, Stats, WorkerError};
+
+use crate::harness::*;
+
+async fn bind_error(text: &str, server: &TestServer) -> String {
+    let p = pipeline(text, &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), worker.task).await.expect("fails fast").expect("task");
+    match result {
+        Err(e @ WorkerError::Source { .. }) => e.to_string(),
+        other => panic!("expected a source error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_consumer_is_created_only_when_the_file_says_so() {
+    let server = TestServer::with_streams().await;
+    let text = rms_pipeline("2s", 1, "1h").replace("create_consumer = true", "create_consumer = false");
+    let e = bind_error(&text, &server).await;
+    assert!(e.contains("consumer `test-rms` does not exist on stream `TELEMETRY`"), "{e}");
+    assert!(e.contains("create_consumer = true"), "{e}");
+    let missing = rms_pipeline("2s", 1, "1h").replace("stream = \"TELEMETRY\"", "stream = \"NOPE\"");
+    assert!(bind_error(&missing, &server).await.contains("stream `NOPE` does not exist"));
+}
+
+#[tokio::test]
+async fn an_incompatible_existing_consumer_is_reported_not_changed() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let stream = js.get_stream("TELEMETRY").await.unwrap();
+    let config = pull::Config {
+        durable_name: Some("test-rms".into()),
+        ack_policy: AckPolicy::All,
+        ack_wait: Duration::from_secs(5),
+        filter_subject: "acme.*.*.*.*.*.temperature".into(),
+        ..Default::default()
+    };
+    stream.create_consumer(config.clone()).await.unwrap();
+    let e = bind_error(&rms_pipeline("2s", 1, "1h"), &server).await;
+    assert!(e.contains("ack policy is All, the pipeline needs explicit acks"), "{e}");
+    assert!(e.contains("its filter subjects are [\"acme.*.*.*.*.*.temperature\"]"), "{e}");
+    assert!(e.contains("ack_wait is 5s, shorter than the longest window plus its lateness (12s)"), "{e}");
+    let after = stream.consumer_info("test-rms").await.unwrap().config;
+    assert_eq!((after.ack_policy, after.ack_wait), (AckPolicy::All, Duration::from_secs(5)), "left as it was");
+}
+
+#[tokio::test]
+async fn messages_held_past_half_the_ack_wait_get_in_progress_acks_and_are_not_redelivered() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let text = rms_pipeline("2s", 1, "1h").replace("ack_wait = \"30s\"", "ack_wait = \"12s\"");
+    let p = pipeline(&text, &server.url());
+    // An open window that nothing closes: its readings stay held.
+    let held: Vec<Reading> = (0..5).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 1.0)).collect();
+    publish(&js, &held).await;
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let stats = worker.stats.clone();
+    let start = Instant::now();
+    wait_until(Duration::from_secs(30), "in-progress acks", || async { Stats::get(&stats.in_progress) >= 5 }).await;
+    // Past the ack wait: without in-progress acks the server would have redelivered them.
+    let deadline = start + Duration::from_secs(15);
+    wait_until(Duration::from_secs(30), "one ack wait", || async { Instant::now() >= deadline }).await;
+    assert_eq!(Stats::get(&stats.redelivered), 0);
+    let (_, pending) = consumer_backlog(&js, "test-rms").await;
+    assert_eq!(pending, 5, "still held, not acked");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn stator_run_exits_zero_on_sigterm_and_leaves_open_windows_for_the_next_run() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
+    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["run"])
+        .arg(&file)
+        .env("NATS_URL", server.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the reading to be held", || async {
+        js.get_stream("TELEMETRY").await.unwrap().consumer_info("test-rms").await.is_ok_and(|i| i.num_ack_pending == 1)
+    })
+    .await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "stator run did not exit within 20 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let info = js.get_stream("TELEMETRY").await.unwrap().consumer_info("test-rms").await.unwrap();
+    assert_eq!(info.ack_floor.stream_sequence, 0, "the open window's reading was not acked");
+}
+
+#[tokio::test]
+async fn the_demo_runs_to_completion_and_reports_the_drifting_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["demo", "--readings", "60", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("acme.munich.alert.vibration.cnc-003"), "{stdout}");
+    assert!(stdout.contains("0 dead letters"), "{stdout}");
+}
