@@ -13,10 +13,20 @@ pub const SHIPPED_PIPELINES: [(&str, &str); 1] =
     [("pipelines/line-health.toml", include_str!("../pipelines/line-health.toml"))];
 
 /// Connects to NATS the way a long-running worker should: retrying the first connection and
-/// reconnecting forever.
+/// reconnecting forever. `urls` may list several servers, comma-separated.
 ///
 /// # Errors
-/// When the URL is malformed.
-pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new().name("stator").retry_on_initial_connect().max_reconnects(None).connect(url).await
+/// When a URL is malformed.
+pub async fn connect(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let addrs = urls
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
+    async_nats::ConnectOptions::new()
+        .name("stator")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(addrs)
+        .await
 }

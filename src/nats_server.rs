@@ -48,6 +48,19 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// `server_name`.
+    pub name: String,
+    /// Client port on 127.0.0.1.
+    pub port: u16,
+    /// JetStream domain (a leaf node with its own JetStream needs one).
+    pub jetstream_domain: Option<String>,
+    /// More configuration (cluster, leafnodes, accounts, TLS...).
+    pub extra: String,
+}
+
 /// A `nats-server` with JetStream, on a loopback port, with its own store directory.
 /// Killed when dropped.
 #[derive(Debug)]
@@ -69,21 +82,28 @@ impl NatsServer {
     /// within 10 s.
     pub fn start_in(dir: &Path, name: &str, extra: &str) -> Result<Self, ServerError> {
         let port = free_port().map_err(|e| ServerError::Start(e.to_string()))?;
-        Self::start_on(dir, name, port, extra)
+        Self::start_with(
+            dir,
+            &ServerConfig { name: name.to_owned(), port, extra: extra.to_owned(), ..Default::default() },
+        )
     }
 
-    /// Like [`Self::start_in`], on a given port.
+    /// Starts a server described by `config` in `dir`.
     ///
     /// # Errors
     /// As [`Self::start_in`].
-    pub fn start_on(dir: &Path, name: &str, port: u16, extra: &str) -> Result<Self, ServerError> {
+    pub fn start_with(dir: &Path, config: &ServerConfig) -> Result<Self, ServerError> {
         let binary = binary()?;
+        let port = config.port;
         let store_dir = dir.join("jetstream");
         std::fs::create_dir_all(&store_dir).map_err(|e| ServerError::Start(e.to_string()))?;
         let config_file = dir.join("nats-server.conf");
+        let domain = config.jetstream_domain.as_deref().map(|d| format!("  domain: \"{d}\"\n")).unwrap_or_default();
         let config = format!(
-            "server_name: \"{name}\"\nlisten: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n{extra}\n",
-            store_dir.display()
+            "server_name: \"{}\"\nlisten: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n{domain}}}\n{}\n",
+            config.name,
+            store_dir.display(),
+            config.extra
         );
         std::fs::write(&config_file, config).map_err(|e| ServerError::Start(e.to_string()))?;
         let mut server =

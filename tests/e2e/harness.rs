@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
-use stator::nats_server::NatsServer;
+use stator::nats_server::{NatsServer, ServerConfig};
 use stator_engine::config::{self, Pipeline};
 use stator_engine::worker::{self, RunMode, Stats, WorkerError};
 use tempfile::TempDir;
@@ -46,6 +46,68 @@ impl TestServer {
 
     pub async fn js(&self) -> jetstream::Context {
         jetstream::new(self.client().await)
+    }
+}
+
+/// A 3-node JetStream cluster, each node a [`NatsServer`] with its own store.
+pub struct TestCluster {
+    pub nodes: Vec<NatsServer>,
+    _dir: TempDir,
+}
+
+impl TestCluster {
+    pub async fn start(size: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = || stator::nats_server::free_port().expect("port");
+        let client_ports: Vec<u16> = (0..size).map(|_| port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| port()).collect();
+        let routes: Vec<String> = route_ports.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
+        let nodes = (0..size)
+            .map(|i| {
+                let node_dir = dir.path().join(format!("n{i}"));
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                let extra = format!(
+                    "cluster {{\n  name: \"stator\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}",
+                    route_ports[i],
+                    routes.join(", ")
+                );
+                let config = ServerConfig { name: format!("n{i}"), port: client_ports[i], extra, ..Default::default() };
+                NatsServer::start_with(&node_dir, &config).expect("cluster node starts")
+            })
+            .collect();
+        Self { nodes, _dir: dir }
+    }
+
+    /// All client URLs, comma-separated, as a pipeline's `url` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A hub server and a leaf node (with its own JetStream domain `edge`) connected to it.
+pub struct TestLeaf {
+    pub hub: NatsServer,
+    pub leaf: NatsServer,
+    _dir: TempDir,
+}
+
+impl TestLeaf {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let leaf_port = stator::nats_server::free_port().expect("port");
+        let (hub_dir, leaf_dir) = (dir.path().join("hub"), dir.path().join("leaf"));
+        std::fs::create_dir_all(&hub_dir).expect("dir");
+        std::fs::create_dir_all(&leaf_dir).expect("dir");
+        let hub = NatsServer::start_in(&hub_dir, "hub", &format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}"))
+            .expect("hub starts");
+        let config = ServerConfig {
+            name: "edge".into(),
+            port: stator::nats_server::free_port().expect("port"),
+            jetstream_domain: Some("edge".into()),
+            extra: format!("leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}"),
+        };
+        let leaf = NatsServer::start_with(&leaf_dir, &config).expect("leaf starts");
+        Self { hub, leaf, _dir: dir }
     }
 }
 

@@ -7,4 +7,5 @@ mod dead_letters;
 mod harness;
 mod pipelines;
 mod recovery;
+mod topology;
 mod worker;
