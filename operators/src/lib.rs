@@ -6,3 +6,6 @@
 pub mod stats;
 
 pub use stats::{Aggregate, Moments};
+pub mod signal;
+pub mod simd;
+pub mod spectrum;
