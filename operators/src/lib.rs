@@ -6,6 +6,11 @@
 pub mod stats;
 
 pub use stats::{Aggregate, Moments};
+pub mod bearing;
+pub mod envelope;
+pub mod faults;
 pub mod signal;
 pub mod simd;
 pub mod spectrum;
+pub mod synth;
+pub mod velocity;

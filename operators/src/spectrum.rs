@@ -68,7 +68,7 @@ impl SpectrumPlan {
     /// # Panics
     /// When `n` is odd or below 4: sizes come from validated configuration.
     pub fn new(n: usize, window: WindowFn) -> Self {
-        assert!(n >= 4 && n % 2 == 0, "spectrum size must be even and >= 4, got {n}");
+        assert!(n >= 4 && n.is_multiple_of(2), "spectrum size must be even and >= 4, got {n}");
         let mut planner = RealFftPlanner::<f32>::new();
         let fft = planner.plan_fft_forward(n);
         let w = window.coefficients(n);
