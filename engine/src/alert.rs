@@ -117,13 +117,12 @@ fn target(rule: &AlertRule, current: Level, v: f64) -> Level {
 mod tests {
     use super::*;
     use crate::subject::OutputTemplate;
-    use stator_operators::Aggregate;
 
     fn rule(for_windows: u32) -> AlertRule {
         AlertRule {
             name: "r".into(),
             window: 0,
-            metric: Aggregate::Rms,
+            metric: "rms",
             warning: Some(2.8),
             critical: Some(4.5),
             clear_below: 2.5,

@@ -6,9 +6,11 @@
 
 pub mod alert;
 pub mod config;
+pub mod features;
 pub mod sink;
 pub mod source;
 pub mod subject;
 pub mod telemetry;
+pub mod waveform;
 pub mod window;
 pub mod worker;

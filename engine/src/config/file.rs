@@ -52,7 +52,8 @@ pub struct SourceSection {
     /// How subject tokens become fields. The last `{field}` takes the remaining tokens.
     /// Default: `{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}`.
     pub subject: Option<String>,
-    /// Payload format: `json` (the TelemetryMessage). Default: `json`.
+    /// Payload format: `json` (scalar TelemetryMessage) or `waveform` (sample blocks, binary
+    /// with headers or JSON). Default: `json`.
     pub format: Option<String>,
     /// Where a reading's event time comes from: a payload field name (RFC 3339 string or
     /// Unix seconds), or `publish_time` for the JetStream publish time. Default: `timestamp`.
@@ -94,9 +95,41 @@ pub struct WindowSection {
     pub allowed_lateness: Option<String>,
     /// Wall-clock quiet time after which a key's open windows are closed. Default: `30s`.
     pub idle_timeout: Option<String>,
-    /// Aggregates computed per window. Default: `["count", "mean", "min", "max", "rms"]`.
+    /// Scalar sources: aggregates computed per window. Default:
+    /// `["count", "mean", "min", "max", "rms"]`.
     #[serde(default)]
     pub aggregates: Vec<String>,
+    /// Waveform sources: operators run on each window's samples (`rms`, `peak`,
+    /// `peak_to_peak`, `crest_factor`, `kurtosis`, `skewness`, `velocity_rms`, `iso_zone`,
+    /// `spectrum`, `envelope`, `bearing_faults`).
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// Waveform: FFT size of the spectrum (Welch segments). Default: 4096.
+    pub fft_size: Option<usize>,
+    /// Waveform: overlap of Welch segments, 0 to 0.9. Default: 0.5.
+    pub overlap: Option<f64>,
+    /// Waveform: `hann`, `flat_top` or `rectangular`. Default: `hann`.
+    pub spectral_window: Option<String>,
+    /// Waveform: envelope band-pass `[low_hz, high_hz]`. Default: 1 kHz to 40 % of the sample
+    /// rate (at most 10 kHz).
+    pub envelope_band: Option<[f64; 2]>,
+    /// Waveform: whiten the band before demodulating. Default: false.
+    pub whiten: Option<bool>,
+    /// Waveform: velocity band `[low_hz, high_hz]`. Default: `[10, 1000]` (ISO 20816).
+    pub velocity_band: Option<[f64; 2]>,
+    /// Waveform: ISO 20816-3 machine group, `large` or `medium`. Default: `medium`.
+    pub machine_group: Option<String>,
+    /// Waveform: `rigid` or `flexible`. Default: `rigid`.
+    pub foundation: Option<String>,
+    /// Waveform: bearing designation from the catalog (`6205`...), unless the machine config
+    /// says otherwise.
+    pub bearing: Option<String>,
+    /// Waveform: shaft speed (rpm) when neither the message nor the machine config gives one.
+    pub rpm: Option<f64>,
+    /// Waveform: acceleration unit when the message does not say: `g` or `m/s^2`. Default: `g`.
+    pub units: Option<String>,
+    /// Waveform: fundamental SNR (dB) for a fault verdict. Default: 10.
+    pub fault_threshold_db: Option<f64>,
 }
 
 /// `hopping = { size, every }`.
@@ -117,15 +150,25 @@ pub struct AlertSection {
     pub window: String,
     /// Aggregate the rule compares, e.g. `rms`.
     pub metric: String,
-    /// Raise `warning` at or above this value.
-    pub warning: Option<f64>,
+    /// Raise `warning` at or above this value (for `iso_zone`: a zone letter).
+    pub warning: Option<LevelValue>,
     /// Raise `critical` at or above this value.
-    pub critical: Option<f64>,
+    pub critical: Option<LevelValue>,
     /// Clear only below this value (hysteresis). Default: the lowest raise level.
-    pub clear_below: Option<f64>,
+    pub clear_below: Option<LevelValue>,
     /// Consecutive windows a change must hold before it is published (debounce). Default: 1.
     pub for_windows: Option<u32>,
     /// Subject of the alert events, with `{field}` from the window key and `{pipeline}`,
     /// `{rule}`.
     pub subject: String,
+}
+
+/// A threshold: a number, or an ISO zone letter for `iso_zone` rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LevelValue {
+    /// A number.
+    Number(f64),
+    /// A zone letter `A` to `D`.
+    Zone(String),
 }

@@ -1,9 +1,11 @@
 //! Pipeline files: loading, `${VAR}` expansion, validation with positions, and the runtime
 //! [`Pipeline`] they build.
 
+mod alert;
 mod expand;
 pub mod file;
 mod locate;
+mod window;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,10 +15,11 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use stator_operators::Aggregate;
 use toml::de::DeTable;
 
+pub use alert::zone_number as alert_zone_number;
 pub use locate::{KeyPath, PathSeg};
 
 use crate::subject::{self, OutputTemplate, SubjectTemplate};
-use file::{AlertSection, PipelineFile, SourceSection, WindowSection};
+use file::{PipelineFile, SourceSection};
 
 /// Default subject template: the reference articles' hierarchy.
 pub const DEFAULT_SUBJECT_TEMPLATE: &str = "{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}";
@@ -94,6 +97,15 @@ impl fmt::Display for DisplayAll<'_> {
     }
 }
 
+/// Payload format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Scalar JSON TelemetryMessage.
+    Json,
+    /// Waveform sample blocks.
+    Waveform,
+}
+
 /// Where a reading's event time comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventTime {
@@ -118,6 +130,8 @@ pub struct SourceSpec {
     pub filter_subjects: Vec<String>,
     /// Subject-to-fields template.
     pub template: SubjectTemplate,
+    /// Payload format.
+    pub format: Format,
     /// Event time source.
     pub event_time: EventTime,
     /// Start position of a created consumer.
@@ -151,8 +165,121 @@ pub struct WindowSpec {
     pub allowed_lateness: Duration,
     /// Wall-clock idle timeout per key.
     pub idle_timeout: Duration,
-    /// Aggregates computed.
-    pub aggregates: Vec<Aggregate>,
+    /// What the window computes.
+    pub kind: WindowKind,
+}
+
+/// What a window computes over its input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowKind {
+    /// Aggregates of scalar readings.
+    Scalar(Vec<Aggregate>),
+    /// Operators over waveform samples.
+    Waveform(WaveformSpec),
+}
+
+impl WindowSpec {
+    /// Names of the numeric features this window reports (what alert rules may compare).
+    pub fn scalar_features(&self) -> Vec<&'static str> {
+        match &self.kind {
+            WindowKind::Scalar(aggs) => aggs.iter().map(|a| a.name()).collect(),
+            WindowKind::Waveform(w) => w.operators.iter().flat_map(|o| o.scalar_features()).copied().collect(),
+        }
+    }
+}
+
+/// A waveform operator declared in a pipeline file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operator {
+    /// RMS of the samples.
+    Rms,
+    /// Largest absolute sample.
+    Peak,
+    /// Max minus min.
+    PeakToPeak,
+    /// Peak over RMS.
+    CrestFactor,
+    /// Fourth standardised moment.
+    Kurtosis,
+    /// Third standardised moment.
+    Skewness,
+    /// Velocity RMS (mm/s) over the velocity band.
+    VelocityRms,
+    /// ISO 20816-3 zone of the velocity RMS.
+    IsoZone,
+    /// Welch amplitude spectrum.
+    Spectrum,
+    /// Squared-envelope spectrum.
+    Envelope,
+    /// Bearing defect scores and verdict.
+    BearingFaults,
+}
+
+impl Operator {
+    /// Every operator, as named in pipeline files.
+    pub const ALL: [(&'static str, Operator); 11] = [
+        ("rms", Operator::Rms),
+        ("peak", Operator::Peak),
+        ("peak_to_peak", Operator::PeakToPeak),
+        ("crest_factor", Operator::CrestFactor),
+        ("kurtosis", Operator::Kurtosis),
+        ("skewness", Operator::Skewness),
+        ("velocity_rms", Operator::VelocityRms),
+        ("iso_zone", Operator::IsoZone),
+        ("spectrum", Operator::Spectrum),
+        ("envelope", Operator::Envelope),
+        ("bearing_faults", Operator::BearingFaults),
+    ];
+
+    /// The numeric features it reports.
+    pub fn scalar_features(self) -> &'static [&'static str] {
+        match self {
+            Operator::Rms => &["rms"],
+            Operator::Peak => &["peak"],
+            Operator::PeakToPeak => &["peak_to_peak"],
+            Operator::CrestFactor => &["crest_factor"],
+            Operator::Kurtosis => &["kurtosis"],
+            Operator::Skewness => &["skewness"],
+            Operator::VelocityRms => &["velocity_rms"],
+            Operator::IsoZone => &["iso_zone"],
+            Operator::Spectrum => &["spectrum.peak_hz", "spectrum.peak"],
+            Operator::Envelope => &["envelope.peak_hz"],
+            Operator::BearingFaults => {
+                &["bearing.bpfo_db", "bearing.bpfi_db", "bearing.bsf_db", "bearing.ftf_db", "bearing.score_db"]
+            }
+        }
+    }
+}
+
+/// Settings of a waveform window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaveformSpec {
+    /// Operators, in the file's order.
+    pub operators: Vec<Operator>,
+    /// Spectrum FFT size.
+    pub fft_size: usize,
+    /// Welch overlap.
+    pub overlap: f64,
+    /// Spectral window.
+    pub spectral_window: stator_operators::spectrum::WindowFn,
+    /// Envelope band (None: the default for the sample rate).
+    pub envelope_band: Option<(f64, f64)>,
+    /// Whiten before demodulating.
+    pub whiten: bool,
+    /// Velocity band.
+    pub velocity_band: (f64, f64),
+    /// ISO machine group.
+    pub machine_group: stator_operators::velocity::MachineGroup,
+    /// ISO foundation.
+    pub foundation: stator_operators::velocity::Foundation,
+    /// Default bearing designation.
+    pub bearing: Option<String>,
+    /// Default shaft speed, rpm.
+    pub rpm: Option<f64>,
+    /// Default acceleration unit.
+    pub units: stator_operators::velocity::AccelUnit,
+    /// Fault scoring.
+    pub score: stator_operators::faults::ScoreConfig,
 }
 
 /// The validated `[[alert]]`.
@@ -162,8 +289,8 @@ pub struct AlertRule {
     pub name: String,
     /// Index into [`Pipeline::windows`].
     pub window: usize,
-    /// Aggregate compared.
-    pub metric: Aggregate,
+    /// Numeric feature compared (an aggregate, or an operator output such as `iso_zone`).
+    pub metric: &'static str,
     /// Warning level.
     pub warning: Option<f64>,
     /// Critical level.
@@ -363,11 +490,12 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         cx.error(&p.key("state_bucket"), "a bucket name uses only letters, digits, `-` and `_`");
     }
     let template = build_template(cx, &file.source);
+    let waveform = file.source.format.as_deref() == Some("waveform");
     let windows: Vec<Option<WindowSpec>> = file
         .windows
         .iter()
         .enumerate()
-        .map(|(i, w)| build_window(cx, &root.key("window").index(i), w, template.as_ref()))
+        .map(|(i, w)| window::build_window(cx, &root.key("window").index(i), w, template.as_ref(), waveform))
         .collect();
     check_unique(cx, "window", file.windows.iter().map(|w| w.name.as_str()));
     if file.windows.is_empty() {
@@ -377,7 +505,7 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .alerts
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows))
+        .filter_map(|(i, a)| alert::build_alert(cx, &root.key("alert").index(i), a, &file.windows, &windows))
         .collect();
     let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
     check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
@@ -429,10 +557,15 @@ fn build_source(
             ok = false;
         }
     }
-    if let Some(format) = s.format.as_deref().filter(|f| *f != "json") {
-        cx.error(&p.key("format"), format!("unknown format `{format}`, expected `json`"));
-        ok = false;
-    }
+    let format = match s.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "waveform" => Format::Waveform,
+        other => {
+            cx.error(&p.key("format"), format!("unknown format `{other}`, expected `json` or `waveform`"));
+            ok = false;
+            Format::Json
+        }
+    };
     let event_time = match s.event_time.as_deref().unwrap_or("timestamp") {
         "publish_time" => EventTime::PublishTime,
         field if is_name(field) => EventTime::Field(field.to_owned()),
@@ -473,6 +606,7 @@ fn build_source(
         create_consumer: s.create_consumer,
         filter_subjects: s.filter_subjects.clone(),
         template,
+        format,
         event_time,
         deliver,
         ack_wait,
@@ -515,195 +649,6 @@ fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Del
             );
             return None;
         }
-    })
-}
-
-fn build_window(
-    cx: &mut Checker,
-    p: &KeyPath,
-    w: &WindowSection,
-    template: Option<&SubjectTemplate>,
-) -> Option<WindowSpec> {
-    let mut ok = is_name(&w.name);
-    if !ok {
-        cx.error(&p.key("name"), "a window name uses only letters, digits, `-` and `_`");
-    }
-    let key = if w.key.is_empty() { vec!["machine".to_owned()] } else { w.key.clone() };
-    if key.len() > MAX_KEY_FIELDS {
-        cx.error(&p.key("key"), format!("a window key has at most {MAX_KEY_FIELDS} fields"));
-        ok = false;
-    }
-    let mut key_index = Vec::new();
-    for (i, k) in key.iter().enumerate() {
-        match template.and_then(|t| t.field_index(k)) {
-            Some(idx) => key_index.push(idx),
-            None => {
-                if let Some(t) = template {
-                    let known = t.field_names().join(", ");
-                    cx.error(&p.key("key").index(i), format!("`{k}` is not a field of the subject template ({known})"));
-                }
-                ok = false;
-            }
-        }
-    }
-    if let Some(f) = w.filter.as_deref().filter(|f| !subject::is_valid_filter(f)) {
-        cx.error(&p.key("filter"), format!("`{f}` is not a valid subject filter"));
-        ok = false;
-    }
-    let (size, every) = match (&w.tumbling, &w.hopping) {
-        (Some(t), None) => {
-            let d = duration(cx, &p.key("tumbling"), Some(t), Duration::ZERO);
-            (d, d)
-        }
-        (None, Some(h)) => (
-            duration(cx, &p.key("hopping").key("size"), Some(&h.size), Duration::ZERO),
-            duration(cx, &p.key("hopping").key("every"), Some(&h.every), Duration::ZERO),
-        ),
-        _ => {
-            cx.error(p, "a window needs exactly one of `tumbling = \"10s\"` or `hopping = { size, every }`");
-            return None;
-        }
-    };
-    let whole_ms = |d: Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
-    let errors_before = cx.found.len();
-    if cx.found[..errors_before]
-        .iter()
-        .any(|d| d.key.starts_with(&format!("{p}.tumbling")) || d.key.starts_with(&format!("{p}.hopping")))
-    {
-        ok = false;
-    } else if !whole_ms(size) || !whole_ms(every) {
-        cx.error(p, "window lengths must be whole milliseconds and greater than zero");
-        ok = false;
-    } else if size.as_millis() % every.as_millis() != 0 {
-        cx.error(&p.key("hopping").key("every"), "`every` must divide `size`");
-        ok = false;
-    }
-    let allowed_lateness = duration(cx, &p.key("allowed_lateness"), w.allowed_lateness.as_deref(), Duration::ZERO);
-    let idle_timeout = duration(cx, &p.key("idle_timeout"), w.idle_timeout.as_deref(), Duration::from_secs(30));
-    let names: Vec<&str> = if w.aggregates.is_empty() {
-        vec!["count", "mean", "min", "max", "rms"]
-    } else {
-        w.aggregates.iter().map(String::as_str).collect()
-    };
-    let mut aggregates = Vec::new();
-    for (i, a) in names.iter().enumerate() {
-        match a.parse::<Aggregate>() {
-            Ok(agg) => aggregates.push(agg),
-            Err(e) => {
-                cx.error(&p.key("aggregates").index(i), e.to_string());
-                ok = false;
-            }
-        }
-    }
-    ok.then(|| WindowSpec {
-        name: w.name.clone(),
-        key,
-        key_index,
-        filter: w.filter.clone(),
-        size,
-        every,
-        allowed_lateness,
-        idle_timeout,
-        aggregates,
-    })
-}
-
-fn build_alert(
-    cx: &mut Checker,
-    p: &KeyPath,
-    a: &AlertSection,
-    sections: &[WindowSection],
-    windows: &[Option<WindowSpec>],
-) -> Option<AlertRule> {
-    let mut ok = is_name(&a.name);
-    if !ok {
-        cx.error(&p.key("name"), "a rule name uses only letters, digits, `-` and `_`");
-    }
-    let window = sections.iter().position(|w| w.name == a.window);
-    if window.is_none() {
-        let known: Vec<&str> = sections.iter().map(|w| w.name.as_str()).collect();
-        cx.error(&p.key("window"), format!("no window named `{}` (windows: {})", a.window, known.join(", ")));
-        ok = false;
-    }
-    let metric = match a.metric.parse::<Aggregate>() {
-        Ok(m) => Some(m),
-        Err(e) => {
-            cx.error(&p.key("metric"), e.to_string());
-            None
-        }
-    };
-    if let (Some(w), Some(m)) = (window.and_then(|i| windows[i].as_ref()), metric)
-        && !w.aggregates.contains(&m)
-    {
-        {
-            cx.error(&p.key("metric"), format!("window `{}` does not compute `{m}`; add it to its aggregates", w.name));
-            ok = false;
-        }
-    }
-    let lowest = match (a.warning, a.critical) {
-        (None, None) => {
-            cx.error(p, "a rule needs `warning`, `critical` or both");
-            ok = false;
-            0.0
-        }
-        (Some(w), Some(c)) if w >= c => {
-            cx.error(&p.key("critical"), format!("critical ({c}) must be above warning ({w})"));
-            ok = false;
-            w
-        }
-        (Some(w), _) => w,
-        (None, Some(c)) => c,
-    };
-    let clear_below = a.clear_below.unwrap_or(lowest);
-    if clear_below > lowest {
-        cx.error(
-            &p.key("clear_below"),
-            format!("clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"),
-        );
-        ok = false;
-    }
-    let for_windows = a.for_windows.unwrap_or(1);
-    if for_windows == 0 {
-        cx.error(&p.key("for_windows"), "for_windows must be at least 1");
-        ok = false;
-    }
-    let subject = match OutputTemplate::parse(&a.subject) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            cx.error(&p.key("subject"), e);
-            None
-        }
-    };
-    if let (Some(t), Some(w)) = (&subject, window.and_then(|i| windows[i].as_ref())) {
-        for f in t.fields() {
-            if !w.key.contains(f) && f != "pipeline" && f != "rule" {
-                cx.error(
-                    &p.key("subject"),
-                    format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")),
-                );
-                ok = false;
-            }
-        }
-        let tokens: Vec<&str> = t.as_str().split('.').collect();
-        if tokens.get(2) != Some(&"alert") {
-            cx.warn(
-                &p.key("subject"),
-                "alert subjects usually follow `acme.{site}.alert.>`; make sure a stream captures this one",
-            );
-        }
-    }
-    let (Some(window), Some(metric), Some(subject), true) = (window, metric, subject, ok) else {
-        return None;
-    };
-    Some(AlertRule {
-        name: a.name.clone(),
-        window,
-        metric,
-        warning: a.warning,
-        critical: a.critical,
-        clear_below,
-        for_windows,
-        subject,
     })
 }
 

@@ -1,6 +1,8 @@
 use super::*;
 use std::time::Duration;
 
+use stator_operators::Moments;
+
 fn spec(size: u64, every: u64, lateness: u64) -> WindowSpec {
     WindowSpec {
         name: "w".into(),
@@ -11,18 +13,25 @@ fn spec(size: u64, every: u64, lateness: u64) -> WindowSpec {
         every: Duration::from_secs(every),
         allowed_lateness: Duration::from_secs(lateness),
         idle_timeout: Duration::from_secs(30),
-        aggregates: vec![Aggregate::Count, Aggregate::Rms, Aggregate::Max],
+        kind: crate::config::WindowKind::Scalar(vec![]),
     }
 }
 
-fn add(op: &mut WindowOperator, key: &str, t_s: f64, v: f64, seq: u64, now: Instant) -> Result<u32, Late> {
-    op.add(key, &[key], Sample { t_ms: (t_s * 1000.0) as i64, value: v, seq }, now, false)
+type Op = WindowOperator<Moments>;
+
+fn add(op: &mut Op, key: &str, t_s: f64, v: f64, seq: u64, now: Instant) -> Result<u32, Late> {
+    let t = (t_s * 1000.0) as i64;
+    op.add(key, &[key], (t, t + 1), seq, now, false, |_, _, m| m.push(v))
+}
+
+fn rms(w: &Closed<Moments>) -> f64 {
+    w.pane.get(stator_operators::Aggregate::Rms).unwrap()
 }
 
 #[test]
 fn tumbling_windows_close_when_the_watermark_passes_their_end() {
     let now = Instant::now();
-    let mut op = WindowOperator::new(0, &spec(10, 10, 5));
+    let mut op = Op::new(0, &spec(10, 10, 5));
     for (i, t) in [1.0, 3.0, 9.5, 12.0].iter().enumerate() {
         add(&mut op, "m1", *t, 2.0, i as u64 + 1, now).unwrap();
     }
@@ -34,21 +43,21 @@ fn tumbling_windows_close_when_the_watermark_passes_their_end() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].start_ms, out[0].end_ms), (0, 10_000));
     assert_eq!(out[0].seqs, vec![1, 2, 3]);
-    assert_eq!(out[0].get(Aggregate::Count), Some(3.0));
-    assert_eq!(out[0].get(Aggregate::Rms), Some(2.0));
+    assert_eq!(out[0].pane.count(), 3);
+    assert_eq!(rms(&out[0]), 2.0);
 }
 
 #[test]
 fn out_of_order_within_lateness_is_counted_and_later_is_refused() {
     let now = Instant::now();
-    let mut op = WindowOperator::new(0, &spec(10, 10, 5));
+    let mut op = Op::new(0, &spec(10, 10, 5));
     add(&mut op, "m1", 13.0, 1.0, 1, now).unwrap();
     add(&mut op, "m1", 8.0, 3.0, 2, now).unwrap(); // watermark 8s < 10s: still open
     let mut out = Vec::new();
     add(&mut op, "m1", 16.0, 1.0, 3, now).unwrap();
     op.advance(now, false, &mut out);
     assert_eq!(out[0].seqs, vec![2]);
-    assert_eq!(out[0].get(Aggregate::Max), Some(3.0));
+    assert_eq!(rms(&out[0]), 3.0);
     let late = add(&mut op, "m1", 9.0, 1.0, 4, now).unwrap_err();
     assert_eq!(late.window_end_ms, 10_000);
 }
@@ -56,7 +65,7 @@ fn out_of_order_within_lateness_is_counted_and_later_is_refused() {
 #[test]
 fn hopping_windows_take_each_reading_size_over_every_times() {
     let now = Instant::now();
-    let mut op = WindowOperator::new(0, &spec(30, 10, 0));
+    let mut op = Op::new(0, &spec(30, 10, 0));
     assert_eq!(add(&mut op, "m1", 25.0, 1.0, 1, now), Ok(3));
     let mut out = Vec::new();
     add(&mut op, "m1", 100.0, 1.0, 2, now).unwrap();
@@ -66,9 +75,22 @@ fn hopping_windows_take_each_reading_size_over_every_times() {
 }
 
 #[test]
+fn a_span_is_split_over_the_windows_it_overlaps() {
+    let now = Instant::now();
+    let mut op = WindowOperator::<Vec<(i64, i64)>>::new(0, &spec(1, 1, 0));
+    let n = op.add("m1", &["m1"], (500, 2_300), 7, now, false, |s, e, p| p.push((s.max(500), e.min(2_300)))).unwrap();
+    assert_eq!(n, 3);
+    let mut out = Vec::new();
+    op.flush(&mut out);
+    let parts: Vec<(i64, i64)> = out.iter().flat_map(|w| w.pane.clone()).collect();
+    assert_eq!(parts, vec![(500, 1000), (1000, 2000), (2000, 2300)]);
+    assert!(out.iter().all(|w| w.seqs == vec![7]));
+}
+
+#[test]
 fn an_idle_key_gets_its_windows_closed() {
     let t0 = Instant::now();
-    let mut op = WindowOperator::new(0, &spec(10, 10, 0));
+    let mut op = Op::new(0, &spec(10, 10, 0));
     add(&mut op, "quiet", 1.0, 1.0, 1, t0).unwrap();
     let mut out = Vec::new();
     op.advance(t0 + Duration::from_secs(29), false, &mut out);
@@ -81,9 +103,9 @@ fn an_idle_key_gets_its_windows_closed() {
 #[test]
 fn holding_the_watermark_keeps_windows_open_and_accepts_old_readings() {
     let now = Instant::now();
-    let mut op = WindowOperator::new(0, &spec(10, 10, 0));
-    op.add("m1", &["m1"], Sample { t_ms: 100_000, value: 1.0, seq: 10 }, now, true).unwrap();
-    op.add("m1", &["m1"], Sample { t_ms: 1_000, value: 1.0, seq: 1 }, now, true).unwrap();
+    let mut op = Op::new(0, &spec(10, 10, 0));
+    op.add("m1", &["m1"], (100_000, 100_001), 10, now, true, |_, _, m| m.push(1.0)).unwrap();
+    op.add("m1", &["m1"], (1_000, 1_001), 1, now, true, |_, _, m| m.push(1.0)).unwrap();
     let mut out = Vec::new();
     op.advance(now + Duration::from_secs(60), true, &mut out);
     assert!(out.is_empty());

@@ -13,7 +13,10 @@
 
 mod commit;
 pub mod output;
+mod route;
 mod stats;
+
+pub use route::WindowResult;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,12 +30,13 @@ use tokio::sync::{mpsc, watch};
 pub use stats::Stats;
 
 use crate::alert::{self, RuleState};
-use crate::config::{EventTime, MAX_KEY_FIELDS, Pipeline};
+use crate::config::Pipeline;
 use crate::sink::{Publisher, state};
-use crate::telemetry::{self, DecodeError};
-use crate::window::{ClosedWindow, Sample, WindowOperator};
+use crate::waveform;
 use commit::Commit;
 use output::Origin;
+use route::{Op, Refused};
+use waveform::MachineSettings;
 
 /// Why a worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -84,14 +88,15 @@ struct Barrier {
 
 struct Worker {
     pipeline: Arc<Pipeline>,
-    ops: Vec<WindowOperator>,
+    ops: Vec<Op>,
+    machines: HashMap<String, MachineSettings>,
     inflight: HashMap<u64, InFlight>,
     done: RangeInclusiveSet<u64>,
     states: HashMap<String, RuleState>,
     barrier: Option<Barrier>,
     ack_wait: Duration,
     stats: Arc<Stats>,
-    closed: Vec<ClosedWindow>,
+    closed: Vec<WindowResult>,
     key_buf: String,
 }
 
@@ -125,7 +130,8 @@ pub async fn run(
         tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
     }
     let mut worker = Worker {
-        ops: pipeline.windows.iter().enumerate().map(|(i, w)| WindowOperator::new(i, w)).collect(),
+        ops: pipeline.windows.iter().enumerate().map(|(i, w)| Op::new(i, w)).collect(),
+        machines: HashMap::new(),
         pipeline: pipeline.clone(),
         inflight: HashMap::new(),
         done: RangeInclusiveSet::new(),
@@ -239,7 +245,7 @@ impl Worker {
             return;
         };
         let (seq, delivered) = (info.stream_sequence, info.delivered);
-        let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+        let published_us = (info.published.unix_timestamp_nanos() / 1000) as i64;
         Stats::add(&self.stats.fetched, 1);
         if delivered > 1 {
             Stats::add(&self.stats.redelivered, 1);
@@ -258,17 +264,17 @@ impl Worker {
         }
         let pipeline = self.pipeline.clone();
         let origin = Origin { stream: &pipeline.source.stream, seq, subject: msg.subject.as_str() };
-        let (refs, late) = match self.route(&msg, published_ms, seq, now) {
+        let (refs, late) = match self.route(&msg, published_us, seq, now) {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(pipeline = %self.pipeline.name, seq, reason = e.code(), "dead letter");
+                tracing::debug!(pipeline = %self.pipeline.name, seq, reason = e.code, "dead letter");
                 let out = output::dead_letter(
                     &self.pipeline,
                     origin,
                     msg.headers.as_ref(),
                     msg.payload.clone(),
-                    e.code(),
-                    &e.to_string(),
+                    e.code,
+                    &e.detail,
                 );
                 commit.dead_letters.push(out);
                 commit.terms.push(acker);
@@ -299,50 +305,33 @@ impl Worker {
     fn route(
         &mut self,
         msg: &async_nats::Message,
-        published_ms: i64,
+        published_us: i64,
         seq: u64,
         now: Instant,
-    ) -> Result<(u32, Option<String>), DecodeError> {
-        let source = &self.pipeline.source;
+    ) -> Result<(u32, Option<String>), Refused> {
+        let pipeline = self.pipeline.clone();
         let mut fields = Vec::with_capacity(8);
-        source
+        pipeline
+            .source
             .template
             .extract(msg.subject.as_str(), &mut fields)
-            .map_err(|e| DecodeError::SubjectMismatch(e.to_string()))?;
-        let time_field = match &source.event_time {
-            EventTime::Field(f) => Some(f.as_str()),
-            EventTime::PublishTime => None,
-        };
-        let reading = telemetry::decode_json(&msg.payload, time_field)?;
-        let t_ms = reading.event_time_ms.unwrap_or(published_ms);
+            .map_err(|e| Refused { code: "subject_mismatch", detail: format!("subject_mismatch: {e}") })?;
+        let input = route::decode(&pipeline, msg, published_us)?;
         let hold = self.barrier.is_some();
         let (mut refs, mut late) = (0, None);
-        for (spec, op) in self.pipeline.windows.iter().zip(self.ops.iter_mut()) {
+        for (spec, op) in pipeline.windows.iter().zip(self.ops.iter_mut()) {
             if spec.filter.as_deref().is_some_and(|f| !crate::subject::matches(f, msg.subject.as_str())) {
                 continue;
             }
-            self.key_buf.clear();
-            let mut key_fields: [&str; MAX_KEY_FIELDS] = [""; MAX_KEY_FIELDS];
-            for (n, &i) in spec.key_index.iter().enumerate() {
-                if n > 0 {
-                    self.key_buf.push('.');
-                }
-                self.key_buf.push_str(fields[i]);
-                if let Some(slot) = key_fields.get_mut(n) {
-                    *slot = fields[i];
-                }
-            }
-            let key_len = spec.key_index.len().min(MAX_KEY_FIELDS);
-            let sample = Sample { t_ms, value: reading.value, seq };
-            match op.add(&self.key_buf, &key_fields[..key_len], sample, now, hold) {
+            let (parts, n) = route::key_of(spec, &fields, &mut self.key_buf);
+            match op.add(&self.key_buf, &parts[..n], &input, seq, now, hold) {
                 Ok(n) => refs += n,
                 Err(l) => {
                     late = Some(format!(
-                        "window `{}` ending {} closed (closed up to {}); event time {}",
+                        "window `{}` ending {} closed (closed up to {})",
                         spec.name,
                         output::rfc3339_ms(l.window_end_ms),
                         output::rfc3339_ms(l.closed_until_ms),
-                        output::rfc3339_ms(t_ms)
                     ))
                 }
             }
@@ -358,9 +347,14 @@ impl Worker {
             self.barrier = None;
         }
         let hold = self.barrier.is_some();
+        self.close_all(now, hold, false, commit);
+    }
+
+    fn close_all(&mut self, now: Instant, hold: bool, flush: bool, commit: &mut Commit) {
         let mut closed = std::mem::take(&mut self.closed);
-        for op in &mut self.ops {
-            op.advance(now, hold, &mut closed);
+        let pipeline = self.pipeline.clone();
+        for (spec, op) in pipeline.windows.iter().zip(self.ops.iter_mut()) {
+            op.close(spec, now, hold, flush, &self.machines, &mut closed);
         }
         for w in closed.drain(..) {
             self.on_closed(&w, commit);
@@ -368,11 +362,11 @@ impl Worker {
         self.closed = closed;
     }
 
-    fn on_closed(&mut self, w: &ClosedWindow, commit: &mut Commit) {
+    fn on_closed(&mut self, w: &WindowResult, commit: &mut Commit) {
         Stats::add(&self.stats.windows_closed, 1);
         let pipeline = self.pipeline.clone();
         for rule in pipeline.alerts.iter().filter(|r| r.window == w.window) {
-            let Some(value) = w.get(rule.metric) else {
+            let Some(value) = w.features.scalar(rule.metric) else {
                 continue;
             };
             let key = state::state_key(&pipeline.name, &rule.name, &w.key);
@@ -421,14 +415,7 @@ impl Worker {
     /// Closes every open window (end of a drain).
     fn flush(&mut self, commit: &mut Commit) {
         self.barrier = None;
-        let mut closed = std::mem::take(&mut self.closed);
-        for op in &mut self.ops {
-            op.flush(&mut closed);
-        }
-        for w in closed.drain(..) {
-            self.on_closed(&w, commit);
-        }
-        self.closed = closed;
+        self.close_all(Instant::now(), false, true, commit);
     }
 
     /// Sends in-progress acks for messages held longer than half the ack wait.

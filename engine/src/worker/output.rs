@@ -8,10 +8,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::WindowResult;
 use crate::alert::{Level, Transition};
 use crate::config::{AlertRule, Pipeline};
 use crate::sink::Outbound;
-use crate::window::ClosedWindow;
 
 /// Formats Unix milliseconds as RFC 3339 (UTC).
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -58,7 +58,7 @@ pub struct AlertEvent<'a> {
 
 /// The outbound message of one transition. Its `Nats-Msg-Id` is
 /// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
-pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &ClosedWindow, value: f64, t: Transition) -> Outbound {
+pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64, t: Transition) -> Outbound {
     let spec = &pipeline.windows[w.window];
     let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
     let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
@@ -71,7 +71,7 @@ pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &ClosedWindow, value: f64
         state,
         previous: t.from,
         severity: t.to,
-        metric: rule.metric.name(),
+        metric: rule.metric,
         value,
         threshold: t.threshold,
         key,

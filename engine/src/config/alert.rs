@@ -1,0 +1,128 @@
+//! Building an `[[alert]]`: the metric, the levels and the output subject.
+
+use stator_operators::velocity::Zone;
+
+use super::file::{AlertSection, LevelValue, WindowSection};
+use super::{AlertRule, Checker, KeyPath, WindowSpec, is_name};
+use crate::subject::OutputTemplate;
+
+/// ISO zones as numbers for comparisons: A = 1 ... D = 4.
+pub fn zone_number(z: Zone) -> f64 {
+    match z {
+        Zone::A => 1.0,
+        Zone::B => 2.0,
+        Zone::C => 3.0,
+        Zone::D => 4.0,
+    }
+}
+
+fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metric: &str) -> Option<Option<f64>> {
+    match v {
+        None => Some(None),
+        Some(LevelValue::Number(n)) if n.is_finite() => Some(Some(*n)),
+        Some(LevelValue::Number(_)) => {
+            cx.error(&p.key(key), "must be a finite number");
+            None
+        }
+        Some(LevelValue::Zone(z)) if metric == "iso_zone" => match z.parse::<Zone>() {
+            Ok(zone) => Some(Some(zone_number(zone))),
+            Err(e) => {
+                cx.error(&p.key(key), e);
+                None
+            }
+        },
+        Some(LevelValue::Zone(z)) => {
+            cx.error(&p.key(key), format!("`{z}` is not a number (zone letters are for `iso_zone` rules)"));
+            None
+        }
+    }
+}
+
+pub(super) fn build_alert(
+    cx: &mut Checker,
+    p: &KeyPath,
+    a: &AlertSection,
+    sections: &[WindowSection],
+    windows: &[Option<WindowSpec>],
+) -> Option<AlertRule> {
+    let mut ok = is_name(&a.name);
+    if !ok {
+        cx.error(&p.key("name"), "a rule name uses only letters, digits, `-` and `_`");
+    }
+    let window = sections.iter().position(|w| w.name == a.window);
+    if window.is_none() {
+        let known: Vec<&str> = sections.iter().map(|w| w.name.as_str()).collect();
+        cx.error(&p.key("window"), format!("no window named `{}` (windows: {})", a.window, known.join(", ")));
+        ok = false;
+    }
+    let spec = window.and_then(|i| windows[i].as_ref());
+    let metric = spec.and_then(|w| {
+        let features = w.scalar_features();
+        let found = features.iter().find(|f| **f == a.metric).copied();
+        if found.is_none() {
+            cx.error(
+                &p.key("metric"),
+                format!("window `{}` does not compute `{}`; it computes {}", w.name, a.metric, features.join(", ")),
+            );
+        }
+        found
+    });
+    let warning = level(cx, p, "warning", &a.warning, &a.metric);
+    let critical = level(cx, p, "critical", &a.critical, &a.metric);
+    let clear = level(cx, p, "clear_below", &a.clear_below, &a.metric);
+    let (Some(warning), Some(critical), Some(clear)) = (warning, critical, clear) else { return None };
+    let lowest = match (warning, critical) {
+        (None, None) => {
+            cx.error(p, "a rule needs `warning`, `critical` or both");
+            return None;
+        }
+        (Some(w), Some(c)) if w >= c => {
+            cx.error(&p.key("critical"), format!("critical ({c}) must be above warning ({w})"));
+            return None;
+        }
+        (Some(w), _) => w,
+        (None, Some(c)) => c,
+    };
+    let clear_below = clear.unwrap_or(lowest);
+    if clear_below > lowest {
+        cx.error(
+            &p.key("clear_below"),
+            format!("clear_below ({clear_below}) must not be above the lowest raise level ({lowest})"),
+        );
+        ok = false;
+    }
+    let for_windows = a.for_windows.unwrap_or(1);
+    if for_windows == 0 {
+        cx.error(&p.key("for_windows"), "for_windows must be at least 1");
+        ok = false;
+    }
+    let subject = match OutputTemplate::parse(&a.subject) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            cx.error(&p.key("subject"), e);
+            None
+        }
+    };
+    if let (Some(t), Some(w)) = (&subject, spec) {
+        for f in t.fields() {
+            if !w.key.contains(f) && f != "pipeline" && f != "rule" {
+                cx.error(
+                    &p.key("subject"),
+                    format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")),
+                );
+                ok = false;
+            }
+        }
+        let tokens: Vec<&str> = t.as_str().split('.').collect();
+        if tokens.get(2) != Some(&"alert") {
+            cx.warn(
+                &p.key("subject"),
+                "alert subjects usually follow `acme.{site}.alert.>`; make sure a stream captures this one",
+            );
+        }
+    }
+    let (Some(window), Some(metric), Some(subject), true) = (window, metric, subject, ok) else {
+        return None;
+    };
+    Some(AlertRule { name: a.name.clone(), window, metric, warning, critical, clear_below, for_windows, subject })
+}
