@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod config;
 pub mod features;
+pub mod machine;
 pub mod sink;
 pub mod source;
 pub mod subject;

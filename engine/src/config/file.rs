@@ -18,6 +18,15 @@ pub struct PipelineFile {
     /// `[[alert]]`: threshold rules over window aggregates.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertSection>,
+    /// `[machine_config]`: per-machine settings from a NATS KV bucket, applied live.
+    pub machine_config: Option<MachineConfigSection>,
+}
+
+/// `[machine_config]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MachineConfigSection {
+    /// KV bucket holding one JSON document per machine, e.g. `MACHINE_CONFIG`.
+    pub bucket: String,
 }
 
 /// `[pipeline]`.
@@ -130,6 +139,9 @@ pub struct WindowSection {
     pub units: Option<String>,
     /// Waveform: fundamental SNR (dB) for a fault verdict. Default: 10.
     pub fault_threshold_db: Option<f64>,
+    /// Publish each closed window's features to this subject (`{field}` from the key), e.g.
+    /// `acme.{site}.features.{machine}.{sensor}`.
+    pub publish: Option<String>,
 }
 
 /// `hopping = { size, every }`.

@@ -167,6 +167,8 @@ pub struct WindowSpec {
     pub idle_timeout: Duration,
     /// What the window computes.
     pub kind: WindowKind,
+    /// Subject its features are published to.
+    pub publish: Option<OutputTemplate>,
 }
 
 /// What a window computes over its input.
@@ -320,6 +322,8 @@ pub struct Pipeline {
     pub windows: Vec<WindowSpec>,
     /// Alert rules.
     pub alerts: Vec<AlertRule>,
+    /// KV bucket of per-machine settings.
+    pub machine_config_bucket: Option<String>,
 }
 
 /// A loaded pipeline and the warnings found on the way.
@@ -485,6 +489,11 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
     if !subject::is_valid_subject(&dead_letter_subject) {
         cx.error(&p.key("dead_letter_subject"), format!("`{dead_letter_subject}` is not a valid subject"));
     }
+    if let Some(m) = &file.machine_config
+        && !is_name(&m.bucket)
+    {
+        cx.error(&root.key("machine_config").key("bucket"), "a bucket name uses only letters, digits, `-` and `_`");
+    }
     let state_bucket = file.pipeline.state_bucket.clone().unwrap_or_else(|| "STATOR_STATE".into());
     if !is_name(&state_bucket) {
         cx.error(&p.key("state_bucket"), "a bucket name uses only letters, digits, `-` and `_`");
@@ -516,6 +525,7 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         name,
         dead_letter_subject,
         state_bucket,
+        machine_config_bucket: file.machine_config.as_ref().map(|m| m.bucket.clone()),
         source,
         windows,
         alerts,

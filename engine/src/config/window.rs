@@ -77,6 +77,23 @@ pub(super) fn build_window(
     let kind = if waveform { waveform_kind(cx, p, w) } else { scalar_kind(cx, p, w) };
     ok &= kind.is_some();
     let kind = kind?;
+    let publish = match w.publish.as_deref().map(crate::subject::OutputTemplate::parse) {
+        None => None,
+        Some(Ok(t)) => {
+            for f in t.fields() {
+                if !key.contains(f) && f != "pipeline" && f != "window" {
+                    cx.error(&p.key("publish"), format!("`{{{f}}}` is not in the window's key ({})", key.join(", ")));
+                    ok = false;
+                }
+            }
+            Some(t)
+        }
+        Some(Err(e)) => {
+            cx.error(&p.key("publish"), e);
+            ok = false;
+            None
+        }
+    };
     ok.then(|| WindowSpec {
         name: w.name.clone(),
         key,
@@ -87,6 +104,7 @@ pub(super) fn build_window(
         allowed_lateness,
         idle_timeout,
         kind,
+        publish,
     })
 }
 

@@ -14,6 +14,7 @@ fn spec(size: u64, every: u64, lateness: u64) -> WindowSpec {
         allowed_lateness: Duration::from_secs(lateness),
         idle_timeout: Duration::from_secs(30),
         kind: crate::config::WindowKind::Scalar(vec![]),
+        publish: None,
     }
 }
 

@@ -18,6 +18,8 @@ use crate::sink::{Outbound, Publisher};
 pub(crate) struct Commit {
     /// Alert transitions to publish (in order).
     pub(crate) alerts: Vec<Outbound>,
+    /// Window features to publish.
+    pub(crate) features: Vec<Outbound>,
     /// Dead letters to publish.
     pub(crate) dead_letters: Vec<Outbound>,
     /// Alert states to persist: (KV key, value).
@@ -31,6 +33,7 @@ pub(crate) struct Commit {
 impl Commit {
     pub(crate) fn is_empty(&self) -> bool {
         self.alerts.is_empty()
+            && self.features.is_empty()
             && self.dead_letters.is_empty()
             && self.states.is_empty()
             && self.acks.is_empty()
@@ -67,6 +70,12 @@ async fn apply(
             Ok(false) => Stats::add(&stats.alerts_published, 1),
             Err(_) => return false,
         }
+    }
+    for out in &c.features {
+        if publisher.publish(out, abort).await.is_err() {
+            return false;
+        }
+        Stats::add(&stats.features_published, 1);
     }
     for out in &c.dead_letters {
         if publisher.publish(out, abort).await.is_err() {

@@ -31,12 +31,11 @@ pub use stats::Stats;
 
 use crate::alert::{self, RuleState};
 use crate::config::Pipeline;
+use crate::machine::{self, MachineConfig};
 use crate::sink::{Publisher, state};
-use crate::waveform;
 use commit::Commit;
 use output::Origin;
 use route::{Op, Refused};
-use waveform::MachineSettings;
 
 /// Why a worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +88,8 @@ struct Barrier {
 struct Worker {
     pipeline: Arc<Pipeline>,
     ops: Vec<Op>,
-    machines: HashMap<String, MachineSettings>,
+    machines: HashMap<String, MachineConfig>,
+    machine_updates: Option<mpsc::Receiver<machine::Update>>,
     inflight: HashMap<u64, InFlight>,
     done: RangeInclusiveSet<u64>,
     states: HashMap<String, RuleState>,
@@ -121,6 +121,19 @@ pub async fn run(
         .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
     let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
     let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
+    let (machines, machine_updates) = match &pipeline.machine_config_bucket {
+        Some(bucket) => {
+            let kv = js.get_key_value(bucket).await.map_err(|e| WorkerError::Nats {
+                pipeline: name.clone(),
+                message: format!("machine config bucket `{bucket}`: {e}"),
+            })?;
+            let (tx, rx) = mpsc::channel(64);
+            let current = machine::watch(kv, tx).await.map_err(nats_err)?;
+            tracing::info!(pipeline = %name, bucket, machines = current.len(), "machine config loaded");
+            (current, Some(rx))
+        }
+        None => (HashMap::new(), None),
+    };
     let barrier = (info.num_ack_pending > 0).then(|| Barrier {
         until: Instant::now() + info.config.ack_wait + Duration::from_secs(2),
         upto_seq: info.delivered.stream_sequence,
@@ -131,7 +144,8 @@ pub async fn run(
     }
     let mut worker = Worker {
         ops: pipeline.windows.iter().enumerate().map(|(i, w)| Op::new(i, w)).collect(),
-        machines: HashMap::new(),
+        machines,
+        machine_updates,
         pipeline: pipeline.clone(),
         inflight: HashMap::new(),
         done: RangeInclusiveSet::new(),
@@ -161,6 +175,13 @@ pub async fn run(
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
     result
+}
+
+async fn next_update(rx: &mut Option<mpsc::Receiver<machine::Update>>) -> Option<machine::Update> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Worker {
@@ -221,6 +242,7 @@ impl Worker {
                         }
                         None => continue 'connect,
                     },
+                    Some(update) = next_update(&mut self.machine_updates) => self.on_machine_update(update),
                     _ = tick.tick() => {
                         let now = Instant::now();
                         self.keep_alive(now).await;
@@ -365,7 +387,20 @@ impl Worker {
     fn on_closed(&mut self, w: &WindowResult, commit: &mut Commit) {
         Stats::add(&self.stats.windows_closed, 1);
         let pipeline = self.pipeline.clone();
+        let spec = &pipeline.windows[w.window];
+        if let Some(subject) = &spec.publish {
+            commit.features.push(output::features(&pipeline, subject, w));
+        }
+        let machine = spec.key.iter().position(|k| k == "machine").and_then(|i| self.machines.get(&w.key[i]));
         for rule in pipeline.alerts.iter().filter(|r| r.window == w.window) {
+            let overridden;
+            let rule = match machine {
+                Some(m) => {
+                    overridden = machine::levels_for(rule, Some(m));
+                    &overridden
+                }
+                None => rule,
+            };
             let Some(value) = w.features.scalar(rule.metric) else {
                 continue;
             };
@@ -392,6 +427,25 @@ impl Worker {
             {
                 commit.acks.push(f.acker);
                 self.done.insert(*seq..=*seq);
+            }
+        }
+    }
+
+    fn on_machine_update(&mut self, update: machine::Update) {
+        match update {
+            machine::Update::Set(m, c) => {
+                tracing::info!(pipeline = %self.pipeline.name, machine = %m, revision = c.revision, "machine config changed");
+                Stats::add(&self.stats.config_updates, 1);
+                self.machines.insert(m, *c);
+            }
+            machine::Update::Removed(m) => {
+                tracing::info!(pipeline = %self.pipeline.name, machine = %m, "machine config removed; pipeline defaults apply");
+                Stats::add(&self.stats.config_updates, 1);
+                self.machines.remove(&m);
+            }
+            machine::Update::Invalid { machine, reason } => {
+                tracing::warn!(pipeline = %self.pipeline.name, machine, reason, "invalid machine config; previous settings stay in force");
+                Stats::add(&self.stats.config_errors, 1);
             }
         }
     }

@@ -142,3 +142,44 @@ fn sanitize_header(text: &str) -> String {
     }
     out
 }
+
+/// A window's features as published: scalars and texts in `features`, spectra in `spectra`.
+/// `Nats-Msg-Id: {pipeline}.{window}.{key...}.{window end ms}`.
+pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w: &WindowResult) -> Outbound {
+    let spec = &pipeline.windows[w.window];
+    let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
+    let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
+    fields.insert("pipeline", &pipeline.name);
+    fields.insert("window", &spec.name);
+    let mut values = serde_json::Map::new();
+    for (name, v) in &w.features.scalars {
+        values.insert((*name).to_owned(), serde_json::json!(v));
+    }
+    for (name, v) in &w.features.texts {
+        values.insert((*name).to_owned(), serde_json::json!(v));
+    }
+    let spectra: serde_json::Map<String, serde_json::Value> = w
+        .features
+        .vectors
+        .iter()
+        .map(|(name, v)| ((*name).to_owned(), serde_json::json!({ "step_hz": v.step, "values": v.values })))
+        .collect();
+    let body = serde_json::json!({
+        "pipeline": pipeline.name,
+        "window": spec.name,
+        "key": key,
+        "window_start": rfc3339_ms(w.start_ms),
+        "window_end": rfc3339_ms(w.end_ms),
+        "messages": w.seqs.len(),
+        "first_seq": w.seqs.first(),
+        "last_seq": w.seqs.last(),
+        "features": values,
+        "spectra": spectra,
+    });
+    Outbound {
+        subject: subject.render(&fields),
+        msg_id: format!("{}.{}.{}.{}", pipeline.name, spec.name, w.key.join("."), w.end_ms),
+        headers: HeaderMap::new(),
+        payload: Bytes::from(body.to_string()),
+    }
+}

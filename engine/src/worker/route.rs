@@ -7,6 +7,7 @@ use stator_operators::Moments;
 
 use crate::config::{EventTime, Format, MAX_KEY_FIELDS, Pipeline, WindowKind, WindowSpec};
 use crate::features::Features;
+use crate::machine::MachineConfig;
 use crate::telemetry::{self, DecodeError};
 use crate::waveform::{self, Analyzer, MachineSettings, WavePane, Waveform};
 use crate::window::{Closed, Late, WindowOperator};
@@ -116,7 +117,7 @@ impl Op {
         now: Instant,
         hold: bool,
         flush: bool,
-        machines: &HashMap<String, MachineSettings>,
+        machines: &HashMap<String, MachineConfig>,
         out: &mut Vec<WindowResult>,
     ) {
         match self {
@@ -146,7 +147,7 @@ impl Op {
                 let machine_at = spec.key.iter().position(|k| k == "machine");
                 let none = MachineSettings::default();
                 out.extend(closed.into_iter().map(|mut c| {
-                    let settings = machine_at.and_then(|i| machines.get(&c.key[i])).unwrap_or(&none);
+                    let settings = machine_at.and_then(|i| machines.get(&c.key[i])).map_or(&none, |m| &m.settings);
                     let features = analyzer.analyze(&mut c.pane, settings);
                     result(c, features)
                 }));

@@ -27,6 +27,12 @@ pub struct Stats {
     pub alerts_published: AtomicU64,
     /// Alert transitions the stream reported as duplicates.
     pub alerts_duplicate: AtomicU64,
+    /// Feature records published.
+    pub features_published: AtomicU64,
+    /// Machine config changes applied.
+    pub config_updates: AtomicU64,
+    /// Invalid machine config documents ignored.
+    pub config_errors: AtomicU64,
 }
 
 impl Stats {
