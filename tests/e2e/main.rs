@@ -8,4 +8,5 @@ mod harness;
 mod pipelines;
 mod recovery;
 mod topology;
+mod vibration;
 mod worker;

@@ -246,9 +246,14 @@ impl Operator {
             Operator::IsoZone => &["iso_zone"],
             Operator::Spectrum => &["spectrum.peak_hz", "spectrum.peak"],
             Operator::Envelope => &["envelope.peak_hz"],
-            Operator::BearingFaults => {
-                &["bearing.bpfo_db", "bearing.bpfi_db", "bearing.bsf_db", "bearing.ftf_db", "bearing.score_db"]
-            }
+            Operator::BearingFaults => &[
+                "bearing.bpfo_db",
+                "bearing.bpfi_db",
+                "bearing.bsf_db",
+                "bearing.ftf_db",
+                "bearing.score_db",
+                "bearing.fault_score_db",
+            ],
         }
     }
 }

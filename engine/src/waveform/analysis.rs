@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use stator_operators::bearing::{self, Multipliers};
 use stator_operators::envelope::{EnvelopeConfig, EnvelopePlan, default_band};
-use stator_operators::faults::{FaultKind, diagnose};
+use stator_operators::faults::{FaultKind, Verdict, diagnose};
 use stator_operators::signal::levels;
 use stator_operators::simd::Kernels;
 use stator_operators::spectrum::{SpectrumPlan, Welch};
@@ -214,6 +214,11 @@ impl Analyzer {
         }
         let best = d.evidence.iter().map(|e| e.score_db).fold(f64::NEG_INFINITY, f64::max);
         f.scalars.push(("bearing.score_db", best));
+        let fault_score = match d.verdict {
+            Verdict::Fault(kind) => d.evidence(kind).score_db,
+            Verdict::Normal => 0.0,
+        };
+        f.scalars.push(("bearing.fault_score_db", fault_score));
         f.scalars.push(("rpm", rpm));
         f.texts.push(("bearing.verdict", d.verdict.name().to_owned()));
         f.texts.push(("bearing.type", designation.unwrap_or_default().to_owned()));

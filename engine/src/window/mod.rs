@@ -1,10 +1,13 @@
 //! Event-time windows per key, closed by a watermark, an idle timeout or a drain.
 //!
-//! The watermark of a window operator is the newest event time it has seen minus the allowed
-//! lateness. A window `[start, end)` closes once the watermark reaches `end`. Input whose
-//! earliest window has already closed (or would close at once) is *late*: it is not added
-//! anywhere and the caller dead-letters it. A key that receives nothing for `idle_timeout`
-//! (wall clock) has all its windows closed, so a machine that goes quiet still reports.
+//! Each key (machine) has its own watermark: the newest event time seen for that key minus
+//! the allowed lateness. A window `[start, end)` closes once its key's watermark reaches
+//! `end`. Per-key watermarks let a site that replays hours of buffered data after an outage
+//! (store-and-forward through a leaf node) be processed in full while other sites are live.
+//! Input whose earliest window has already closed (or would close at once) is *late*: it is
+//! not added anywhere and the caller dead-letters it. A key that receives nothing for
+//! `idle_timeout` (wall clock) has all its windows closed, so a machine that goes quiet
+//! still reports.
 //!
 //! The operator is generic over what a window accumulates (a [`Pane`]): running statistics
 //! of scalar readings, or the samples of a waveform.
@@ -56,6 +59,7 @@ struct KeyState<P> {
     key: Vec<String>,
     panes: BTreeMap<i64, Slot<P>>,
     closed_until: i64,
+    max_event: i64,
     last_arrival: Instant,
 }
 
@@ -68,8 +72,6 @@ pub struct WindowOperator<P> {
     lateness: i64,
     idle: Duration,
     keys: HashMap<String, KeyState<P>>,
-    max_event: i64,
-    earliest_end: i64,
 }
 
 impl<P: Pane> WindowOperator<P> {
@@ -82,14 +84,12 @@ impl<P: Pane> WindowOperator<P> {
             lateness: spec.allowed_lateness.as_millis() as i64,
             idle: spec.idle_timeout,
             keys: HashMap::new(),
-            max_event: i64::MIN,
-            earliest_end: i64::MAX,
         }
     }
 
-    /// Current watermark, Unix ms (`i64::MIN` before the first input).
-    pub fn watermark(&self) -> i64 {
-        self.max_event.saturating_sub(self.lateness)
+    /// The watermark of a key, Unix ms (`i64::MIN` before its first input).
+    pub fn watermark(&self, key: &str) -> i64 {
+        self.keys.get(key).map_or(i64::MIN, |k| k.max_event.saturating_sub(self.lateness))
     }
 
     /// Number of open windows over all keys.
@@ -121,7 +121,7 @@ impl<P: Pane> WindowOperator<P> {
         let first_start = (t0_ms - self.size).div_euclid(self.every) * self.every + self.every;
         let first_end = first_start + self.size;
         let closed_until = self.keys.get(key).map_or(i64::MIN, |k| k.closed_until);
-        let limit = if hold_watermark { closed_until } else { closed_until.max(self.watermark()) };
+        let limit = if hold_watermark { closed_until } else { closed_until.max(self.watermark(key)) };
         if first_end <= limit {
             return Err(Late { window_end_ms: first_end, closed_until_ms: limit });
         }
@@ -131,6 +131,7 @@ impl<P: Pane> WindowOperator<P> {
                 key: fields.iter().map(|f| (*f).to_owned()).collect(),
                 panes: BTreeMap::new(),
                 closed_until: i64::MIN,
+                max_event: i64::MIN,
                 last_arrival: now,
             }),
         };
@@ -144,29 +145,23 @@ impl<P: Pane> WindowOperator<P> {
             added += 1;
             start += self.every;
         }
-        self.earliest_end = self.earliest_end.min(first_end);
-        self.max_event = self.max_event.max(t1_ms - 1);
+        state.max_event = state.max_event.max(t1_ms - 1);
         Ok(added)
     }
 
     /// Closes every window the watermark has passed and every window of an idle key.
     pub fn advance(&mut self, now: Instant, hold_watermark: bool, out: &mut Vec<Closed<P>>) {
-        let watermark = if hold_watermark { i64::MIN } else { self.watermark() };
-        let idle_due = !hold_watermark
-            && self.keys.values().any(|k| !k.panes.is_empty() && now.duration_since(k.last_arrival) >= self.idle);
-        if watermark < self.earliest_end && !idle_due {
+        if hold_watermark {
             return;
         }
-        let mut earliest = i64::MAX;
         for state in self.keys.values_mut() {
-            let idle = !hold_watermark && now.duration_since(state.last_arrival) >= self.idle;
-            let limit = if idle { i64::MAX } else { watermark };
-            close_until(self.index, self.size, state, limit, out);
-            if let Some((&start, _)) = state.panes.first_key_value() {
-                earliest = earliest.min(start + self.size);
+            let Some((&first, _)) = state.panes.first_key_value() else { continue };
+            let idle = now.duration_since(state.last_arrival) >= self.idle;
+            let limit = if idle { i64::MAX } else { state.max_event.saturating_sub(self.lateness) };
+            if first + self.size <= limit {
+                close_until(self.index, self.size, state, limit, out);
             }
         }
-        self.earliest_end = earliest;
     }
 
     /// Closes every open window (at the end of a drain).
@@ -174,7 +169,6 @@ impl<P: Pane> WindowOperator<P> {
         for state in self.keys.values_mut() {
             close_until(self.index, self.size, state, i64::MAX, out);
         }
-        self.earliest_end = i64::MAX;
     }
 }
 

@@ -113,3 +113,18 @@ fn holding_the_watermark_keeps_windows_open_and_accepts_old_readings() {
     op.advance(now, false, &mut out);
     assert_eq!(out.len(), 1, "released: the old window closes, the new one stays open");
 }
+
+#[test]
+fn each_key_has_its_own_watermark() {
+    let now = Instant::now();
+    let mut op = Op::new(0, &spec(10, 10, 0));
+    add(&mut op, "live", 100.0, 1.0, 1, now).unwrap();
+    // A site replaying buffered data from long ago is not late: its own watermark is behind.
+    assert_eq!(add(&mut op, "replayed", 1.0, 1.0, 2, now), Ok(1));
+    add(&mut op, "replayed", 12.0, 1.0, 3, now).unwrap();
+    let mut out = Vec::new();
+    op.advance(now, false, &mut out);
+    let closed: Vec<(&str, i64)> = out.iter().map(|w| (w.key[0].as_str(), w.end_ms)).collect();
+    assert_eq!(closed, vec![("replayed", 10_000)]);
+    assert!(add(&mut op, "replayed", 5.0, 1.0, 4, now).is_err());
+}
