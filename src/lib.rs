@@ -9,8 +9,10 @@ pub mod simulate;
 pub use stator_engine::worker::output::rfc3339_ms;
 
 /// The pipelines shipped in `pipelines/`, embedded so `stator demo` works from anywhere.
-pub const SHIPPED_PIPELINES: [(&str, &str); 1] =
-    [("pipelines/line-health.toml", include_str!("../pipelines/line-health.toml"))];
+pub const SHIPPED_PIPELINES: [(&str, &str); 2] = [
+    ("pipelines/line-health.toml", include_str!("../pipelines/line-health.toml")),
+    ("pipelines/bearing-health.toml", include_str!("../pipelines/bearing-health.toml")),
+];
 
 /// Connects to NATS the way a long-running worker should: retrying the first connection and
 /// reconnecting forever. `urls` may list several servers, comma-separated.

@@ -81,6 +81,24 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Publish accelerometer waveforms instead of scalar readings.
+        #[arg(long)]
+        waveform: bool,
+        /// Waveform sample rate, Hz.
+        #[arg(long, default_value_t = 25_600.0)]
+        sample_rate: f64,
+        /// Waveform samples per message.
+        #[arg(long, default_value_t = 12_800)]
+        block: usize,
+        /// Bearing designation of every machine (catalog: 6203, 6204, 6205, 6206, 6305, 6308, NU210).
+        #[arg(long, default_value = "6205")]
+        bearing: String,
+        /// Shaft speed, rpm.
+        #[arg(long, default_value_t = 1797.0)]
+        rpm: f64,
+        /// A bearing fault: MACHINE:KIND[:SEVERITY_G], e.g. cnc-003:outer_race:0.5 (repeatable).
+        #[arg(long)]
+        fault: Vec<simulate::SimFault>,
     },
     /// Run a self-contained demo: own nats-server, simulated plant, shipped pipeline.
     Demo {
@@ -138,6 +156,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             readings,
             realtime,
             seed,
+            waveform,
+            sample_rate,
+            block,
+            bearing,
+            rpm,
+            fault,
         } => {
             let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
             let start_ms = if realtime { now_ms } else { now_ms - readings as i64 * interval.as_millis() as i64 };
@@ -157,9 +181,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             let client = stator::connect(&url).await?;
             let js = async_nats::jetstream::new(client);
-            let n =
-                simulate::publish(&js, &spec, |n| tracing::debug!(published = n)).await.map_err(anyhow::Error::msg)?;
-            println!("published {n} readings");
+            if waveform {
+                let sim = simulate::WaveformSim { sample_rate, block, blocks: readings, bearing, rpm, faults: fault };
+                let n = simulate::publish_waveforms(&js, &spec, &sim, |n| tracing::debug!(published = n))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!("published {n} waveform blocks");
+            } else {
+                let n = simulate::publish(&js, &spec, |n| tracing::debug!(published = n))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                println!("published {n} readings");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir, readings } => {

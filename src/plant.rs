@@ -9,10 +9,13 @@ use async_nats::jetstream::{self, stream};
 pub const TELEMETRY_SUBJECTS: [&str; 2] = ["acme.*.*.*.*.*.vibration.>", "acme.*.*.*.*.*.temperature"];
 /// Subjects of the ALERTS stream: narrower than `acme.*.alert.>`, which TELEMETRY overlaps.
 pub const ALERT_SUBJECTS: [&str; 1] = ["acme.*.alert.*.*"];
+/// Subjects of the FEATURES stream: window features published by pipelines.
+pub const FEATURE_SUBJECTS: [&str; 1] = ["acme.*.features.*.*"];
 /// Subjects of the dead-letter stream.
 pub const DEAD_LETTER_SUBJECTS: [&str; 1] = ["stator.deadletter.>"];
 
-/// Creates (or updates) TELEMETRY, ALERTS and STATOR_DEADLETTER on one server.
+/// Creates (or updates) TELEMETRY, ALERTS, STATOR_DEADLETTER and FEATURES on one server, and
+/// the MACHINE_CONFIG bucket.
 ///
 /// ALERTS keeps a 24 h duplicate window, so a worker that replays a day of windows after an
 /// outage publishes no transition twice.
@@ -24,6 +27,7 @@ pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
         ("TELEMETRY", &TELEMETRY_SUBJECTS[..], Duration::from_secs(120), Duration::from_secs(7 * 86_400)),
         ("ALERTS", &ALERT_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(90 * 86_400)),
         ("STATOR_DEADLETTER", &DEAD_LETTER_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(30 * 86_400)),
+        ("FEATURES", &FEATURE_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)),
     ];
     for (name, subjects, duplicate_window, max_age) in streams {
         js.create_or_update_stream(stream::Config {
@@ -36,6 +40,16 @@ pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("stream {name}: {e}"))?;
+    }
+    if js.get_key_value("MACHINE_CONFIG").await.is_err() {
+        js.create_key_value(jetstream::kv::Config {
+            bucket: "MACHINE_CONFIG".into(),
+            description: "per-machine settings (reference article: KV Store: Machine Configuration)".into(),
+            history: 5,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("bucket MACHINE_CONFIG: {e}"))?;
     }
     Ok(())
 }

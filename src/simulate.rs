@@ -179,3 +179,96 @@ async fn send(
     let payload = Bytes::from(serde_json::to_vec(msg).map_err(|e| e.to_string())?);
     js.send_publish(subject, PublishMessage::build().payload(payload).message_id(id)).await.map_err(|e| e.to_string())
 }
+
+/// A bearing fault to simulate on one machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimFault {
+    /// Machine id.
+    pub machine: String,
+    /// Fault kind.
+    pub kind: stator_operators::faults::FaultKind,
+    /// Impact amplitude, g (0.5 clear, 0.1 subtle).
+    pub severity: f64,
+}
+
+impl std::str::FromStr for SimFault {
+    type Err = String;
+
+    /// `cnc-003:outer_race[:0.5]`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        use stator_operators::faults::FaultKind;
+        let mut parts = s.split(':');
+        let machine = parts.next().filter(|m| !m.is_empty()).ok_or("expected MACHINE:KIND[:SEVERITY]")?;
+        let kind = match parts.next() {
+            Some("outer_race") => FaultKind::OuterRace,
+            Some("inner_race") => FaultKind::InnerRace,
+            Some("ball") => FaultKind::Ball,
+            Some("cage") => FaultKind::Cage,
+            other => return Err(format!("unknown fault kind {other:?}: outer_race, inner_race, ball or cage")),
+        };
+        let severity = parts.next().map(str::parse).transpose().map_err(|e| format!("severity: {e}"))?.unwrap_or(0.5);
+        Ok(SimFault { machine: machine.to_owned(), kind, severity })
+    }
+}
+
+/// Waveform simulation settings (machines come from the [`PlantSpec`]).
+#[derive(Debug, Clone)]
+pub struct WaveformSim {
+    /// Sample rate, Hz.
+    pub sample_rate: f64,
+    /// Samples per message.
+    pub block: usize,
+    /// Messages per machine.
+    pub blocks: usize,
+    /// Bearing designation of every machine.
+    pub bearing: String,
+    /// Shaft speed, rpm.
+    pub rpm: f64,
+    /// Faults.
+    pub faults: Vec<SimFault>,
+}
+
+/// Publishes accelerometer waveforms (binary `f32` with headers) for every machine of the
+/// plant on `{org}.{site}.{area}.{line}.{machine}.drive-end.vibration.raw`.
+///
+/// # Errors
+/// An unknown bearing, or the first publish error, as text.
+pub async fn publish_waveforms(
+    js: &jetstream::Context,
+    plant: &PlantSpec,
+    sim: &WaveformSim,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, String> {
+    use stator_operators::synth::{SynthSpec, synthesize};
+    let bearing = stator_operators::bearing::catalog(&sim.bearing)
+        .ok_or_else(|| format!("bearing `{}` is not in the catalog", sim.bearing))?
+        .multipliers();
+    let machines = machines(plant);
+    let mut published = 0u64;
+    for b in 0..sim.blocks {
+        let mut acks = Vec::with_capacity(machines.len());
+        for (i, m) in machines.iter().enumerate() {
+            let fault = sim.faults.iter().find(|f| f.machine == m.id).map(|f| (f.kind, f.severity));
+            let spec =
+                SynthSpec { fault, ..SynthSpec::healthy(sim.sample_rate, sim.rpm, bearing, plant.seed ^ i as u64) };
+            let offset = (b * sim.block) as u64;
+            let samples = synthesize(&spec, offset, sim.block);
+            let start_us = plant.start_ms * 1000 + (offset as f64 * 1e6 / sim.sample_rate) as i64;
+            let (headers, payload) =
+                stator_engine::waveform::decode::encode_binary(&samples, sim.sample_rate, start_us, Some(sim.rpm));
+            let msg = PublishMessage::build()
+                .payload(payload)
+                .headers(headers)
+                .message_id(format!("{}-wave-{start_us}", m.id));
+            let subject = m.subject(&plant.org, "drive-end", "vibration.raw");
+            acks.push(js.send_publish(subject, msg).await.map_err(|e| e.to_string())?);
+        }
+        published += acks.len() as u64;
+        try_join_all(acks.into_iter().map(IntoFuture::into_future)).await.map_err(|e| e.to_string())?;
+        progress(published);
+        if plant.realtime {
+            tokio::time::sleep(Duration::from_secs_f64(sim.block as f64 / sim.sample_rate)).await;
+        }
+    }
+    Ok(published)
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use stator_engine::waveform::decode::encode_binary;
 use stator_engine::worker::{RunMode, Stats};
 
@@ -44,16 +44,6 @@ clear_below = 10.0
 subject = "acme.{site}.alert.bearing.{machine}"
 "#;
 
-async fn features_stream(js: &jetstream::Context) {
-    js.create_stream(stream::Config {
-        name: "FEATURES".into(),
-        subjects: vec!["acme.*.features.*.*".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("FEATURES stream");
-}
-
 fn cwru_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cwru")
 }
@@ -79,7 +69,6 @@ async fn publish_recording(js: &jetstream::Context, machine: &str, samples: &[f3
 async fn cwru_recordings_get_their_verdicts_through_the_full_pipeline() {
     let server = TestServer::with_streams().await;
     let js = server.js().await;
-    features_stream(&js).await;
     let mut labels = BTreeMap::new();
     for entry in std::fs::read_dir(cwru_dir()).expect("CWRU data in ../shared/data/cwru") {
         let path = entry.unwrap().path();
@@ -186,10 +175,7 @@ async fn bad_waveforms_are_dead_lettered_with_their_reason() {
 async fn a_kv_change_to_a_machine_threshold_changes_the_next_alert_decision_without_restart() {
     let server = TestServer::with_streams().await;
     let js = server.js().await;
-    let kv = js
-        .create_key_value(jetstream::kv::Config { bucket: "MACHINE_CONFIG".into(), history: 5, ..Default::default() })
-        .await
-        .unwrap();
+    let kv = js.get_key_value("MACHINE_CONFIG").await.unwrap();
     kv.put("cnc-001", r#"{"machine_id":"cnc-001","vibration":{"bearing_type":"6205"}}"#.into()).await.unwrap();
     let text = rms_pipeline("0s", 1, "1h") + "\n[machine_config]\nbucket = \"MACHINE_CONFIG\"\n";
     let p = pipeline(&text, &server.url());
@@ -220,4 +206,53 @@ async fn a_kv_change_to_a_machine_threshold_changes_the_next_alert_decision_with
     wait_until(Duration::from_secs(20), "window 4", || async { Stats::get(&stats.windows_closed) >= 5 }).await;
     assert_eq!(alerts(&js).await.len(), 2, "still critical at 2.0: no new transition");
     worker.stop().await;
+}
+
+#[tokio::test]
+async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
+    use stator::simulate::{self, PlantSpec, SimFault, WaveformSim};
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let plant = PlantSpec {
+        org: "acme".into(),
+        sites: vec!["munich".into()],
+        areas: 1,
+        lines: 1,
+        machines_per_line: 4,
+        drift: vec![],
+        drift_to: 0.0,
+        interval: Duration::from_secs(1),
+        start_ms: T0,
+        readings: 0,
+        realtime: false,
+        seed: 9,
+    };
+    let sim = WaveformSim {
+        sample_rate: 25_600.0,
+        block: 12_800,
+        blocks: 8,
+        bearing: "6205".into(),
+        rpm: 1797.0,
+        faults: vec!["cnc-002:outer_race:0.5".parse().unwrap(), "cnc-003:inner_race:0.5".parse::<SimFault>().unwrap()],
+    };
+    simulate::publish_waveforms(&js, &plant, &sim, |_| {}).await.unwrap();
+    let (path, text) = stator::SHIPPED_PIPELINES[1];
+    assert!(path.ends_with("bearing-health.toml"));
+    let p = pipeline(text, &server.url());
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+    let mut verdicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in stator::plant::read_stream(&js, "FEATURES", None).await.unwrap() {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        let machine = v["key"]["machine"].as_str().unwrap().to_owned();
+        verdicts.entry(machine).or_default().push(v["features"]["bearing.verdict"].as_str().unwrap().to_owned());
+        assert_eq!(v["spectra"]["spectrum"]["values"].as_array().unwrap().len(), 2049, "4096-point spectrum");
+    }
+    let all = |m: &str, want: &str| verdicts[m].iter().all(|v| v == want);
+    assert!(all("cnc-001", "normal") && all("cnc-004", "normal"), "{verdicts:?}");
+    assert!(all("cnc-002", "outer_race") && all("cnc-003", "inner_race"), "{verdicts:?}");
+    let alerted: std::collections::BTreeSet<String> = alerts(&js).await.into_iter().map(|(s, _, _)| s).collect();
+    assert_eq!(
+        alerted,
+        ["acme.munich.alert.bearing.cnc-002", "acme.munich.alert.bearing.cnc-003"].map(String::from).into()
+    );
 }
