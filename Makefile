@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` and `make test`. Both install what they need.
 CARGO ?= cargo
 
-.PHONY: setup demo test lint bench fmt
+.PHONY: setup demo test lint bench bench-python fmt
 
 setup:
 	./scripts/setup-tools.sh
@@ -17,5 +17,11 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: setup
+bench: setup bench-python
 	$(CARGO) bench --bench ingest
+	$(CARGO) bench --bench kernels
+	$(CARGO) bench --bench analysis
+
+# numpy/scipy for the Python comparison in `cargo bench --bench analysis`.
+bench-python:
+	PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target .tools/py-bench numpy scipy

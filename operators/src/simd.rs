@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+use rustfft::num_complex::Complex;
+
 /// An instruction set a kernel can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -148,6 +150,59 @@ impl Kernels {
     }
 }
 
+impl Kernels {
+    /// `out[i] = a[i] * b[i]` (windowing).
+    ///
+    /// # Panics
+    /// When the lengths differ (a caller bug).
+    pub fn multiply(&self, a: &[f32], b: &[f32], out: &mut [f32]) {
+        assert!(a.len() == b.len() && a.len() == out.len(), "multiply: lengths differ");
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU has avx512f.
+            Isa::Avx512 => unsafe { x86::multiply_avx512(a, b, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU has avx2.
+            Isa::Avx2 => unsafe { x86::multiply_avx2(a, b, out) },
+            _ => multiply_scalar(a, b, out),
+        }
+    }
+
+    /// `out[k] = |c[k]| * scale` (amplitude spectra).
+    ///
+    /// # Panics
+    /// When the lengths differ (a caller bug).
+    pub fn magnitudes(&self, c: &[Complex<f32>], scale: f32, out: &mut [f32]) {
+        assert_eq!(c.len(), out.len(), "magnitudes: lengths differ");
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU has avx512f.
+            Isa::Avx512 => unsafe { x86::magnitudes_avx512(c, scale, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU has avx2.
+            Isa::Avx2 => unsafe { x86::magnitudes_avx2(c, scale, out) },
+            _ => magnitudes_scalar(c, scale, out),
+        }
+    }
+}
+
+/// The scalar twin of [`Kernels::multiply`]; the SIMD versions are this code compiled for
+/// the wider instruction set.
+#[inline(always)]
+pub fn multiply_scalar(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x * y;
+    }
+}
+
+/// The scalar twin of [`Kernels::magnitudes`].
+#[inline(always)]
+pub fn magnitudes_scalar(c: &[Complex<f32>], scale: f32, out: &mut [f32]) {
+    for (o, v) in out.iter_mut().zip(c) {
+        *o = (v.re * v.re + v.im * v.im).sqrt() * scale;
+    }
+}
+
 /// The scalar twin of [`Kernels::sums`].
 pub fn sums_scalar(x: &[f32]) -> Sums {
     let mut s = Sums { n: x.len(), sum: 0.0, sum_sq: 0.0, min: f32::INFINITY, max: f32::NEG_INFINITY };
@@ -193,8 +248,36 @@ fn merge_central(mut c: Central, tail: &[f32], mean: f64) -> Central {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Central, Sums, merge_central, merge_tail};
+    use super::{Central, Complex, Sums, magnitudes_scalar, merge_central, merge_tail, multiply_scalar};
     use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn multiply_avx2(a: &[f32], b: &[f32], out: &mut [f32]) {
+        multiply_scalar(a, b, out);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn multiply_avx512(a: &[f32], b: &[f32], out: &mut [f32]) {
+        multiply_scalar(a, b, out);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn magnitudes_avx2(c: &[Complex<f32>], scale: f32, out: &mut [f32]) {
+        magnitudes_scalar(c, scale, out);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn magnitudes_avx512(c: &[Complex<f32>], scale: f32, out: &mut [f32]) {
+        magnitudes_scalar(c, scale, out);
+    }
 
     #[target_feature(enable = "avx2")]
     fn hsum256(v: __m256d) -> f64 {
@@ -417,6 +500,29 @@ mod tests {
                     close(c.m2, want_c.m2) && close(c.m3, want_c.m3) && close(c.m4, want_c.m4),
                     "{isa:?} len {len}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn windowing_and_magnitudes_agree_with_the_scalar_twin() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for len in [1usize, 7, 16, 33, 513, 4097] {
+            let a: Vec<f32> = (0..len).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+            let b: Vec<f32> = (0..len).map(|_| rng.random_range(0.0f32..1.0)).collect();
+            let c: Vec<Complex<f32>> = a.iter().zip(&b).map(|(x, y)| Complex::new(*x, *y)).collect();
+            let (mut want_m, mut want_g) = (vec![0.0; len], vec![0.0; len]);
+            multiply_scalar(&a, &b, &mut want_m);
+            magnitudes_scalar(&c, 0.5, &mut want_g);
+            for isa in Isa::all_supported() {
+                let k = Kernels::with_isa(isa).unwrap();
+                let (mut m, mut g) = (vec![0.0; len], vec![0.0; len]);
+                k.multiply(&a, &b, &mut m);
+                k.magnitudes(&c, 0.5, &mut g);
+                assert_eq!(m, want_m, "{isa:?} {len}");
+                for (x, y) in g.iter().zip(&want_g) {
+                    assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{isa:?} {len}");
+                }
             }
         }
     }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
+use crate::simd::Kernels;
+
 /// Window function applied before the FFT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WindowFn {
@@ -54,6 +56,8 @@ pub struct SpectrumPlan {
     input: Vec<f32>,
     output: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
+    window_spectrum: Vec<(usize, Complex<f32>)>,
+    kernels: Kernels,
 }
 
 impl std::fmt::Debug for SpectrumPlan {
@@ -81,6 +85,8 @@ impl SpectrumPlan {
             input: fft.make_input_vec(),
             output: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
+            window_spectrum: window_spectrum(&w, fft.as_ref()),
+            kernels: Kernels::detect(),
             window: w,
             fft,
         }
@@ -106,27 +112,41 @@ impl SpectrumPlan {
         self.enbw_bins
     }
 
-    /// Amplitude spectrum of `x` (exactly `n` samples) into `out` (`n / 2 + 1` bins). The mean
-    /// is removed first, so bin 0 reads 0.
+    /// Amplitude spectrum of `x` (exactly `n` samples) into `out` (`n / 2 + 1` bins). The
+    /// (window-weighted) mean is removed, so bin 0 reads 0 and a DC offset does not leak into
+    /// the low bins.
     ///
     /// # Panics
     /// When the lengths are wrong (a caller bug).
     pub fn amplitude(&mut self, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), self.n, "block length");
         assert_eq!(out.len(), self.bins(), "output bins");
-        let mean = (x.iter().map(|v| f64::from(*v)).sum::<f64>() / self.n as f64) as f32;
-        for ((dst, &s), &w) in self.input.iter_mut().zip(x).zip(&self.window) {
-            *dst = (s - mean) * w;
-        }
+        self.kernels.multiply(x, &self.window, &mut self.input);
         // Lengths match the plan by construction, so this cannot fail.
         let _ = self.fft.process_with_scratch(&mut self.input, &mut self.output, &mut self.scratch);
-        let scale = self.amplitude_scale;
-        for (o, c) in out.iter_mut().zip(&self.output) {
-            *o = c.norm() * scale;
+        // Remove the (window-weighted) mean from the few bins the window's own spectrum
+        // reaches: FFT((x - m) w) = FFT(x w) - m FFT(w), with m = X[0] / W[0].
+        if let Some((_, w0)) = self.window_spectrum.first() {
+            let m = self.output[0].re / w0.re;
+            for (k, w) in &self.window_spectrum {
+                self.output[*k] -= *w * m;
+            }
         }
+        self.kernels.magnitudes(&self.output, self.amplitude_scale, out);
         out[0] *= 0.5;
         out[self.n / 2] *= 0.5;
     }
+}
+
+/// The leading bins of a window's own spectrum, up to the first negligible one (a
+/// cosine-sum window reaches only its first few bins), for removing the mean after the FFT.
+fn window_spectrum(w: &[f32], fft: &dyn RealToComplex<f32>) -> Vec<(usize, Complex<f32>)> {
+    let mut input = w.to_vec();
+    let mut out = fft.make_output_vec();
+    // Lengths come from the same plan, so this cannot fail.
+    let _ = fft.process(&mut input, &mut out);
+    let dc = out[0].norm_sqr().sqrt();
+    out.into_iter().enumerate().take_while(|(_, c)| c.norm_sqr().sqrt() > 1e-5 * dc).collect()
 }
 
 /// Welch's method: amplitude spectra of overlapping segments, averaged in power.

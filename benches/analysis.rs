@@ -1,0 +1,94 @@
+//! Full per-machine analysis throughput: levels, Welch spectrum, velocity and ISO zone,
+//! envelope spectrum and bearing scores for windows of 1 s at 25.6 kHz, through the same
+//! `Analyzer` the worker runs. Reported as machines at 25.6 kHz per core. Then the same
+//! analysis in numpy/scipy on the same samples, in the same run (`benches/analysis.py`),
+//! when a Python with numpy and scipy is found (`make bench` installs them in .tools/).
+//!
+//! `cargo bench --bench analysis`
+
+use std::time::{Duration, Instant};
+
+use stator_engine::config::{Operator, WaveformSpec};
+use stator_engine::waveform::{Analyzer, MachineSettings, WavePane};
+use stator_operators::bearing;
+use stator_operators::faults::{FaultKind, ScoreConfig};
+use stator_operators::spectrum::WindowFn;
+use stator_operators::synth::{SynthSpec, synthesize};
+use stator_operators::velocity::{AccelUnit, Foundation, MachineGroup};
+
+const FS: f64 = 25_600.0;
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let m = bearing::catalog("6205").expect("6205").multipliers();
+    let spec = SynthSpec { fault: Some((FaultKind::OuterRace, 0.3)), ..SynthSpec::healthy(FS, 1797.0, m, 1) };
+    let x = synthesize(&spec, 0, FS as usize);
+    let mut analyzer = Analyzer::new(WaveformSpec {
+        operators: Operator::ALL.iter().map(|(_, o)| *o).collect(),
+        fft_size: 4096,
+        overlap: 0.5,
+        spectral_window: WindowFn::Hann,
+        envelope_band: None,
+        whiten: false,
+        velocity_band: (10.0, 1000.0),
+        machine_group: MachineGroup::Medium,
+        foundation: Foundation::Rigid,
+        bearing: Some("6205".into()),
+        rpm: Some(1797.0),
+        units: AccelUnit::G,
+        score: ScoreConfig::default(),
+    });
+    let settings = MachineSettings::default();
+    let run = |analyzer: &mut Analyzer| {
+        let mut pane = WavePane::default();
+        pane.add(&x, 0, FS, 0, 1000);
+        analyzer.analyze(&mut pane, &settings)
+    };
+    let verdict = run(&mut analyzer).text("bearing.verdict").map(str::to_owned);
+    assert_eq!(verdict.as_deref(), Some("outer_race"));
+    let budget = if bench { Duration::from_secs(5) } else { Duration::from_millis(200) };
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < budget {
+        std::hint::black_box(run(&mut analyzer));
+        n += 1;
+    }
+    let per_window = start.elapsed() / n;
+    let machines_per_core = 1.0 / per_window.as_secs_f64();
+    println!("stator: {per_window:?} per machine-second of 25.6 kHz data: {machines_per_core:.0} machines per core");
+    compare_python(&x, per_window, bench);
+}
+
+fn compare_python(x: &[f32], ours: Duration, bench: bool) {
+    let python = [".tools/py-bench/bin/python3", "python3"]
+        .into_iter()
+        .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+        .find(|p| p.exists())
+        .map_or_else(|| "python3".into(), |p| p.display().to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("x.f32");
+    std::fs::write(&file, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).expect("write samples");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analysis.py");
+    let out = std::process::Command::new(&python)
+        .env("PYTHONPATH", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/py-bench"))
+        .arg(script)
+        .arg(&file)
+        .arg(if bench { "5" } else { "0.2" })
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let secs: f64 = text.trim().parse().unwrap_or(f64::NAN);
+            println!(
+                "numpy/scipy: {:.3} ms per machine-second; stator is {:.1}x faster",
+                secs * 1e3,
+                secs / ours.as_secs_f64()
+            );
+        }
+        Ok(o) => println!(
+            "numpy/scipy comparison skipped: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        ),
+        Err(e) => println!("numpy/scipy comparison skipped: {e}"),
+    }
+}
