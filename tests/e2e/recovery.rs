@@ -48,6 +48,23 @@ async fn ids_and_values(js: &async_nats::jetstream::Context) -> AlertsByKey {
     out
 }
 
+/// Publishes `first`, runs a worker until it has consumed it and raised an alert.
+async fn first_half_running(
+    server: &TestServer,
+    js: &async_nats::jetstream::Context,
+    p: &stator_engine::config::Pipeline,
+    first: &[Reading],
+) -> RunningWorker {
+    publish(js, first).await;
+    let worker = RunningWorker::start(p, &server.url(), RunMode::Follow).await;
+    let stats = worker.stats.clone();
+    wait_until(Duration::from_secs(20), "first half consumed", || async {
+        Stats::get(&stats.fetched) >= first.len() as u64 && !alerts(js).await.is_empty()
+    })
+    .await;
+    worker
+}
+
 #[tokio::test]
 async fn a_worker_stopped_and_restarted_mid_run_publishes_no_duplicate_and_loses_nothing() {
     let text = rms_pipeline("2s", 1, "1h");
@@ -59,13 +76,7 @@ async fn a_worker_stopped_and_restarted_mid_run_publishes_no_duplicate_and_loses
     let js = server.js().await;
     let p = pipeline(&text, &server.url());
     let (first, second) = all.split_at(all.len() / 2);
-    publish(&js, first).await;
-    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
-    let stats = worker.stats.clone();
-    wait_until(Duration::from_secs(20), "first half consumed", || async {
-        Stats::get(&stats.fetched) >= first.len() as u64 && !alerts(&js).await.is_empty()
-    })
-    .await;
+    let worker = first_half_running(&server, &js, &p, first).await;
     worker.stop().await;
     publish(&js, second).await;
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
@@ -84,13 +95,7 @@ async fn a_crashed_worker_is_recovered_from_redeliveries_without_duplicates() {
     let js = server.js().await;
     let p = pipeline(&text, &server.url());
     let (first, second) = all.split_at(all.len() / 2);
-    publish(&js, first).await;
-    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
-    let stats = worker.stats.clone();
-    wait_until(Duration::from_secs(20), "first half consumed", || async {
-        Stats::get(&stats.fetched) >= first.len() as u64 && !alerts(&js).await.is_empty()
-    })
-    .await;
+    let worker = first_half_running(&server, &js, &p, first).await;
     worker.crash().await;
     let (_, held) = consumer_backlog(&js, "test-rms").await;
     assert!(held > 0, "the crash left messages unacknowledged");
