@@ -29,6 +29,13 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run pipelines until SIGINT or SIGTERM.
@@ -99,6 +106,20 @@ enum Command {
         /// A bearing fault: MACHINE:KIND[:SEVERITY_G], e.g. cnc-003:outer_race:0.5 (repeatable).
         #[arg(long)]
         fault: Vec<simulate::SimFault>,
+    },
+    /// Run read-only SQL over the Parquet archive (tables: readings, waveforms, features, alerts).
+    Query {
+        /// Archive location: a directory, file://, s3://bucket/prefix, gs://..., az://...
+        #[arg(long, env = "STATOR_ARCHIVE", default_value = "./archive")]
+        archive: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// Show the plan with partition pruning and metrics instead of the result.
+        #[arg(long)]
+        explain: bool,
+        /// The SQL query.
+        sql: String,
     },
     /// Run a self-contained demo: own nats-server, simulated plant, shipped pipeline.
     Demo {
@@ -195,11 +216,38 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query { archive, format, explain, sql } => query(&archive, format, explain, &sql).await,
         Command::Demo { dir, readings } => {
             demo::run(&DemoOptions { dir, readings }).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn query(archive: &str, format: OutputFormat, explain: bool, sql: &str) -> anyhow::Result<ExitCode> {
+    use datafusion::arrow::{csv, json, util::pretty};
+    let location = stator_engine::archive::ArchiveLocation::open(archive, &[])?;
+    let ctx = stator_engine::query::session(&location).await?;
+    let sql = if explain { format!("EXPLAIN ANALYZE {sql}") } else { sql.to_owned() };
+    let batches = stator_engine::query::run(&ctx, &sql).await?;
+    let stdout = std::io::stdout();
+    match format {
+        OutputFormat::Table => println!("{}", pretty::pretty_format_batches(&batches)?),
+        OutputFormat::Csv => {
+            let mut w = csv::Writer::new(stdout.lock());
+            for b in &batches {
+                w.write(b)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = json::LineDelimitedWriter::new(stdout.lock());
+            for b in &batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {

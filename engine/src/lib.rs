@@ -5,9 +5,11 @@
 //! alerts. A message is acknowledged only once every output derived from it is durable.
 
 pub mod alert;
+pub mod archive;
 pub mod config;
 pub mod features;
 pub mod machine;
+pub mod query;
 pub mod sink;
 pub mod source;
 pub mod subject;
