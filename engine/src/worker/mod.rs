@@ -337,7 +337,7 @@ impl Worker {
             .source
             .template
             .extract(msg.subject.as_str(), &mut fields)
-            .map_err(|e| Refused { code: "subject_mismatch", detail: format!("subject_mismatch: {e}") })?;
+            .map_err(|e| Refused::from(crate::telemetry::DecodeError::SubjectMismatch(e.to_string())))?;
         let input = route::decode(&pipeline, msg, published_us)?;
         let hold = self.barrier.is_some();
         let (mut refs, mut late) = (0, None);

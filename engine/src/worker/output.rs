@@ -56,14 +56,25 @@ pub struct AlertEvent<'a> {
     pub last_seq: u64,
 }
 
-/// The outbound message of one transition. Its `Nats-Msg-Id` is
-/// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
-pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64, t: Transition) -> Outbound {
+/// A window's key as `{field: value}`, and the values an output subject template can use: the
+/// key fields, `{pipeline}` and one more (`{rule}` or `{window}`).
+fn key_fields<'a>(
+    pipeline: &'a Pipeline,
+    w: &'a WindowResult,
+    extra: (&'static str, &'a str),
+) -> (BTreeMap<&'a str, &'a str>, std::collections::HashMap<&'a str, &'a str>) {
     let spec = &pipeline.windows[w.window];
     let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
     let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
     fields.insert("pipeline", &pipeline.name);
-    fields.insert("rule", &rule.name);
+    fields.insert(extra.0, extra.1);
+    (key, fields)
+}
+
+/// The outbound message of one transition. Its `Nats-Msg-Id` is
+/// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
+pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64, t: Transition) -> Outbound {
+    let (key, fields) = key_fields(pipeline, w, ("rule", &rule.name));
     let state = t.to.transition_name();
     let event = AlertEvent {
         pipeline: &pipeline.name,
@@ -147,10 +158,7 @@ fn sanitize_header(text: &str) -> String {
 /// `Nats-Msg-Id: {pipeline}.{window}.{key...}.{window end ms}`.
 pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w: &WindowResult) -> Outbound {
     let spec = &pipeline.windows[w.window];
-    let key: BTreeMap<&str, &str> = spec.key.iter().map(String::as_str).zip(w.key.iter().map(String::as_str)).collect();
-    let mut fields: std::collections::HashMap<&str, &str> = key.iter().map(|(k, v)| (*k, *v)).collect();
-    fields.insert("pipeline", &pipeline.name);
-    fields.insert("window", &spec.name);
+    let (key, fields) = key_fields(pipeline, w, ("window", &spec.name));
     let mut values = serde_json::Map::new();
     for (name, v) in &w.features.scalars {
         values.insert((*name).to_owned(), serde_json::json!(v));
