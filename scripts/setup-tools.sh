@@ -20,3 +20,17 @@ else
 fi
 server="${NATS_SERVER_BIN:-.tools/bin/nats-server}"
 "$server" --version
+
+# The S3-compatible server the tests write archives to: moto's server mode, from PyPI.
+# Set STATOR_S3_PYTHONPATH to use a moto you already have.
+MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
+if [ -n "${STATOR_S3_PYTHONPATH:-}" ]; then
+  echo "using STATOR_S3_PYTHONPATH=$STATOR_S3_PYTHONPATH"
+elif [ -f ".tools/py-s3/moto-${MOTO_VERSION}.dist-info/METADATA" ]; then
+  :
+else
+  echo "installing moto ${MOTO_VERSION} (S3 server for the tests) into .tools/py-s3"
+  rm -rf .tools/py-s3
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --target .tools/py-s3 "moto[s3]==${MOTO_VERSION}" flask flask-cors
+fi

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod nats_server;
 pub mod plant;
+pub mod s3_server;
 pub mod simulate;
 
 pub use stator_engine::worker::output::rfc3339_ms;

@@ -25,6 +25,15 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level's name, as serialized: `ok`, `warning`, `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+
     /// Name of the transition *into* this level, as published in `state`.
     pub fn transition_name(self) -> &'static str {
         match self {

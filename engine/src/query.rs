@@ -15,9 +15,6 @@ use futures::StreamExt;
 
 use crate::archive::ArchiveLocation;
 
-/// The archive's tables.
-pub const TABLES: [&str; 4] = ["readings", "waveforms", "features", "alerts"];
-
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -42,7 +39,7 @@ pub async fn session(location: &ArchiveLocation) -> Result<SessionContext, Query
             .map_err(|e| datafusion::error::DataFusionError::Plan(format!("archive URL: {e}")))?;
         ctx.register_object_store(&store_url, location.store.clone());
     }
-    for table in TABLES {
+    for table in crate::archive::Table::ALL.map(crate::archive::Table::name) {
         let prefix = location.path(table);
         let mut listing = location.store.list(Some(&prefix));
         if listing.next().await.transpose()?.is_none() {
@@ -85,30 +82,39 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, Qu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::{Partition, ReadingRow, object_path, write_readings};
+    use crate::archive::{FileContext, Keys, Layout, Partition, Reading, Rows, Table, encode, object_path};
+    use crate::subject::SubjectTemplate;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use object_store::ObjectStoreExt;
 
     async fn archive_with_two_partitions() -> (tempfile::TempDir, ArchiveLocation) {
         let dir = tempfile::tempdir().unwrap();
         let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
+        let layout = Layout::of(&SubjectTemplate::parse(crate::config::DEFAULT_SUBJECT_TEMPLATE).unwrap());
+        let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
         let t0 = 1_795_334_400_000; // 2026-11-22T08:00Z
         for (site, hour, base) in [("munich", 0, 1.0), ("berlin", 1, 10.0)] {
-            let mut rows: Vec<ReadingRow> = (0..6)
-                .map(|i| ReadingRow {
-                    area: "hall-a".into(),
-                    line: "line-1".into(),
-                    machine: format!("cnc-00{}", i % 2 + 1),
-                    sensor: "spindle".into(),
-                    metric: "vibration.rms".into(),
-                    time_ms: t0 + hour * 3_600_000 + i * 1000,
-                    value: base + i as f64,
-                    seq: (hour * 100 + i) as u64 + 1,
+            let mut keys = Keys::default();
+            let rows: Vec<Reading> = (0..6)
+                .map(|i| {
+                    let machine = format!("cnc-00{}", i % 2 + 1);
+                    let key = keys.intern(&machine, || {
+                        ["acme", "hall-a", "line-1", &machine, "spindle", "vibration.rms"]
+                            .map(|v| Some(v.to_owned()))
+                            .to_vec()
+                    });
+                    Reading {
+                        key,
+                        time_ms: t0 + hour * 3_600_000 + i * 1000,
+                        value: base + i as f64,
+                        seq: (hour * 100 + i) as u64 + 1,
+                    }
                 })
                 .collect();
-            let bytes = write_readings("TELEMETRY", &mut rows).unwrap();
-            let path = object_path("readings", &Partition::of(site, rows[0].time_ms), "p", rows[0].seq, 99);
-            loc.store.put(&loc.path(&path), bytes.into()).await.unwrap();
+            let (t, first) = (rows[0].time_ms, rows[0].seq);
+            let file = encode(&cx, Table::Readings, &keys, &mut Rows::Readings(rows)).unwrap();
+            let path = object_path("readings", &Partition::of(site, t), "p", first, 99);
+            loc.store.put(&loc.path(&path), file.bytes.into()).await.unwrap();
         }
         (dir, loc)
     }

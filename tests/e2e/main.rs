@@ -3,6 +3,7 @@
 //! into this one binary.
 
 mod alerts;
+mod archive;
 mod dead_letters;
 mod harness;
 mod pipelines;

@@ -100,10 +100,12 @@ impl ArchiveLocation {
         Ok(Self { url: url.to_owned(), store, prefix, store_url: format!("{}://{bucket}", parsed.scheme()) })
     }
 
-    /// The full object path of `relative` below the prefix.
+    /// The full object path of `relative` below the prefix. `relative` is taken as already
+    /// escaped (partition values are, by [`super::sanitize`]), so `%2F` stays `%2F`.
     pub fn path(&self, relative: &str) -> Path {
         let base = self.prefix.as_ref().trim_end_matches('/');
-        if base.is_empty() { Path::from(relative) } else { Path::from(format!("{base}/{relative}")) }
+        let full = if base.is_empty() { relative.to_owned() } else { format!("{base}/{relative}") };
+        Path::parse(&full).unwrap_or_else(|_| Path::from(full))
     }
 }
 

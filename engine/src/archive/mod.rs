@@ -7,24 +7,21 @@
 //! the same object, byte for byte, instead of adding a duplicate. Object stores publish an
 //! object only when it is complete (the local store writes a temporary file and renames it).
 
+mod buffer;
+mod encode;
 mod location;
 mod partition;
-mod readings;
+mod rows;
+mod table;
+mod writer;
 
+pub use buffer::{Arrival, Roll, Rolled, Sink, WindowKey};
+pub use encode::{Encoded, FileContext, ROW_GROUP_ROWS, encode, schema};
 pub use location::{ArchiveLocation, LocationError};
 pub use partition::{Partition, sanitize};
-pub use readings::{ReadingRow, readings_schema, write_readings};
-
-/// A file ready to be committed to the archive.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ArchiveFile {
-    /// Object path below the archive prefix.
-    pub path: String,
-    /// Parquet bytes.
-    pub bytes: bytes::Bytes,
-    /// Rows in the file.
-    pub rows: usize,
-}
+pub use rows::{AlertRow, FeatureRow, Keys, Reading, Rows, WaveRow, WindowRef};
+pub use table::{Layout, NO_SITE, Table};
+pub use writer::{ArchiveError, Committed, Writer, list_files};
 
 /// The object path of a file: `{table}/{partition}/{pipeline}-{first:020}-{last:020}.parquet`.
 pub fn object_path(table: &str, partition: &Partition, pipeline: &str, first_seq: u64, last_seq: u64) -> String {

@@ -20,6 +20,29 @@ pub struct PipelineFile {
     pub alerts: Vec<AlertSection>,
     /// `[machine_config]`: per-machine settings from a NATS KV bucket, applied live.
     pub machine_config: Option<MachineConfigSection>,
+    /// `[archive]`: Parquet files on object storage, committed before messages are acked.
+    pub archive: Option<ArchiveSection>,
+}
+
+/// `[archive]`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveSection {
+    /// Where the archive lives: a directory path, `file:///abs/dir`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix` or `az://container/prefix`. Default: `file://./archive`.
+    pub url: Option<String>,
+    /// Tables written: `readings` (json sources) or `waveforms` (waveform sources),
+    /// `features`, `alerts`. Default: all that apply to the source.
+    pub tables: Option<Vec<String>>,
+    /// A file rolls when its partition has buffered this many rows. Default: 500000.
+    pub roll_rows: Option<usize>,
+    /// ... or this many bytes in memory (`64MB`, `1GiB`). Default: `64MiB`.
+    pub roll_bytes: Option<String>,
+    /// ... or its oldest row has waited this long (wall clock). Default: `5m`.
+    pub roll_age: Option<String>,
+    /// Object store options on top of the environment (`endpoint`, `region`,
+    /// `access_key_id`, `secret_access_key`, `allow_http`...). Values may use `${VAR}`.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// `[machine_config]`.

@@ -2,6 +2,7 @@
 //! [`Pipeline`] they build.
 
 mod alert;
+mod archive;
 mod expand;
 pub mod file;
 mod locate;
@@ -16,6 +17,7 @@ use stator_operators::Aggregate;
 use toml::de::DeTable;
 
 pub use alert::zone_number as alert_zone_number;
+pub use archive::{ArchiveSpec, DEFAULT_ARCHIVE_URL};
 pub use locate::{KeyPath, PathSeg};
 
 use crate::subject::{self, OutputTemplate, SubjectTemplate};
@@ -329,6 +331,8 @@ pub struct Pipeline {
     pub alerts: Vec<AlertRule>,
     /// KV bucket of per-machine settings.
     pub machine_config_bucket: Option<String>,
+    /// The Parquet archive, when the file has an `[archive]` section.
+    pub archive: Option<ArchiveSpec>,
 }
 
 /// A loaded pipeline and the warnings found on the way.
@@ -523,14 +527,18 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .collect();
     let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
     check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
+    let archive = file.archive.as_ref().map(|a| archive::build_archive(cx, a, source_format(&file.source)));
     let source = build_source(cx, &root.key("source"), &file.source, template?, &windows)?;
-    let complete = windows.len() == file.windows.len() && alerts.len() == file.alerts.len();
+    let complete = windows.len() == file.windows.len()
+        && alerts.len() == file.alerts.len()
+        && archive.as_ref().is_none_or(Option::is_some);
     complete.then(|| Pipeline {
         file: cx.file.clone(),
         name,
         dead_letter_subject,
         state_bucket,
         machine_config_bucket: file.machine_config.as_ref().map(|m| m.bucket.clone()),
+        archive: archive.flatten(),
         source,
         windows,
         alerts,
@@ -572,10 +580,10 @@ fn build_source(
             ok = false;
         }
     }
-    let format = match s.format.as_deref().unwrap_or("json") {
-        "json" => Format::Json,
-        "waveform" => Format::Waveform,
-        other => {
+    let format = match source_format(s) {
+        Some(f) => f,
+        None => {
+            let other = s.format.as_deref().unwrap_or_default();
             cx.error(&p.key("format"), format!("unknown format `{other}`, expected `json` or `waveform`"));
             ok = false;
             Format::Json
@@ -629,6 +637,14 @@ fn build_source(
         max_deliver,
         batch,
     })
+}
+
+fn source_format(s: &SourceSection) -> Option<Format> {
+    match s.format.as_deref().unwrap_or("json") {
+        "json" => Some(Format::Json),
+        "waveform" => Some(Format::Waveform),
+        _ => None,
+    }
 }
 
 fn build_deliver(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<DeliverPolicy> {

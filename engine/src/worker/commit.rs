@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::stats::Stats;
+use crate::archive::{Roll, Writer};
 use crate::sink::{Outbound, Publisher};
 
 /// What one batch produced.
@@ -18,6 +19,8 @@ use crate::sink::{Outbound, Publisher};
 pub(crate) struct Commit {
     /// Alert transitions to publish (in order).
     pub(crate) alerts: Vec<Outbound>,
+    /// Archive files to commit.
+    pub(crate) files: Vec<Roll>,
     /// Window features to publish.
     pub(crate) features: Vec<Outbound>,
     /// Dead letters to publish.
@@ -33,6 +36,7 @@ pub(crate) struct Commit {
 impl Commit {
     pub(crate) fn is_empty(&self) -> bool {
         self.alerts.is_empty()
+            && self.files.is_empty()
             && self.features.is_empty()
             && self.dead_letters.is_empty()
             && self.states.is_empty()
@@ -41,34 +45,50 @@ impl Commit {
     }
 }
 
+/// Where the committer makes things durable.
+pub(crate) struct Sinks {
+    pub(crate) publisher: Publisher,
+    pub(crate) store: kv::Store,
+    pub(crate) archive: Option<Writer>,
+}
+
 /// Runs until the channel closes or `abort` turns true; returns whether it drained fully.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<Commit>,
-    mut publisher: Publisher,
-    store: kv::Store,
+    mut sinks: Sinks,
     abort: watch::Receiver<bool>,
     stats: Arc<Stats>,
 ) -> bool {
     while let Some(commit) = rx.recv().await {
-        if !apply(commit, &mut publisher, &store, &abort, &stats).await {
+        if !apply(commit, &mut sinks, &abort, &stats).await {
             return false;
         }
     }
     true
 }
 
-async fn apply(
-    c: Commit,
-    publisher: &mut Publisher,
-    store: &kv::Store,
-    abort: &watch::Receiver<bool>,
-    stats: &Stats,
-) -> bool {
+async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stats: &Stats) -> bool {
+    let Sinks { publisher, store, archive } = sinks;
     for out in &c.alerts {
         match publisher.publish(out, abort).await {
             Ok(true) => Stats::add(&stats.alerts_duplicate, 1),
             Ok(false) => Stats::add(&stats.alerts_published, 1),
             Err(_) => return false,
+        }
+    }
+    for roll in c.files {
+        let Some(writer) = archive.as_mut() else { continue };
+        match writer.commit(roll, abort).await {
+            Ok(file) => {
+                Stats::add(&stats.archive_files, u64::from(file.path.is_some()));
+                Stats::add(&stats.archive_rows, file.rows as u64);
+                Stats::add(&stats.archive_bytes, file.bytes as u64);
+                Stats::add(&stats.archive_skipped, file.skipped as u64);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "archive file not committed; its messages stay unacknowledged");
+                return false;
+            }
         }
     }
     for out in &c.features {

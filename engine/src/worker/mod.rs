@@ -6,6 +6,11 @@
 //! it; the replayed windows produce the same alert `Nats-Msg-Id`s (dropped by the stream as
 //! duplicates) and the persisted alert state skips windows it has already applied.
 //!
+//! With an `[archive]`, a message also waits for the file holding it to be committed to the
+//! object store, and a window's messages for the files holding its features and alerts; the
+//! alert states those windows changed are saved only after those files (see
+//! [`crate::archive::Sink`]).
+//!
 //! After a restart, messages the previous run held are redelivered only once their ack wait
 //! runs out, after newer ones. So that they are not mistaken for late readings, the worker
 //! *holds its watermark* (closes no window, marks nothing late) until the consumer's pending
@@ -30,10 +35,11 @@ use tokio::sync::{mpsc, watch};
 pub use stats::Stats;
 
 use crate::alert::{self, RuleState};
-use crate::config::Pipeline;
+use crate::archive::{self, Arrival, Layout, Sink, Table, WindowKey, WindowRef};
+use crate::config::{Format, Pipeline};
 use crate::machine::{self, MachineConfig};
 use crate::sink::{Publisher, state};
-use commit::Commit;
+use commit::{Commit, Sinks};
 use output::Origin;
 use route::{Op, Refused};
 
@@ -47,6 +53,14 @@ pub enum WorkerError {
         pipeline: String,
         /// Cause.
         source: crate::source::SourceError,
+    },
+    /// The archive location cannot be used.
+    #[error("pipeline `{pipeline}`: {source}")]
+    Archive {
+        /// Pipeline name.
+        pipeline: String,
+        /// Cause.
+        source: crate::archive::LocationError,
     },
     /// NATS failed in a way the worker cannot ride out.
     #[error("pipeline `{pipeline}`: {message}")]
@@ -98,6 +112,8 @@ struct Worker {
     stats: Arc<Stats>,
     closed: Vec<WindowResult>,
     key_buf: String,
+    archive: Option<Sink>,
+    max_ack_pending: usize,
 }
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
@@ -155,10 +171,30 @@ pub async fn run(
         stats: stats.clone(),
         closed: Vec::new(),
         key_buf: String::new(),
+        archive: None,
+        max_ack_pending: usize::MAX,
     };
+    let (sink, writer) = match &pipeline.archive {
+        Some(spec) => {
+            let location = spec.open().map_err(|source| WorkerError::Archive { pipeline: name.clone(), source })?;
+            let layout = Layout::of(&pipeline.source.template);
+            let raw = match pipeline.source.format {
+                Format::Json => Table::Readings,
+                Format::Waveform => Table::Waveforms,
+            };
+            check_roll(&pipeline, spec, &info.config);
+            tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
+            let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone());
+            (Some(Sink::new(spec.clone(), layout, raw)), Some(writer))
+        }
+        None => (None, None),
+    };
+    worker.archive = sink;
+    worker.max_ack_pending = usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let committer = tokio::spawn(commit::run(commit_rx, Publisher::new(js.clone()), store, abort_rx, stats));
+    let sinks = Sinks { publisher: Publisher::new(js.clone()), store, archive: writer };
+    let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     let result = worker.pump(consumer, &mut shutdown, &commit_tx, mode).await;
@@ -175,6 +211,27 @@ pub async fn run(
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
     result
+}
+
+/// Warns when files cannot roll by age before the consumer stops delivering or redelivers.
+fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: &jetstream::consumer::Config) {
+    let name = &pipeline.name;
+    if consumer.max_ack_pending > 0 && (consumer.max_ack_pending as usize) < spec.roll_rows {
+        tracing::warn!(
+            pipeline = %name,
+            max_ack_pending = consumer.max_ack_pending,
+            roll_rows = spec.roll_rows,
+            "the consumer's max_ack_pending is below roll_rows: files roll early, whenever 90% of max_ack_pending messages wait for them"
+        );
+    }
+    if spec.roll_age >= consumer.ack_wait {
+        tracing::info!(
+            pipeline = %name,
+            roll_age = ?spec.roll_age,
+            ack_wait = ?consumer.ack_wait,
+            "roll_age is not shorter than the consumer's ack_wait: buffered messages are kept from redelivery only by in-progress acks"
+        );
+    }
 }
 
 async fn next_update(rx: &mut Option<mpsc::Receiver<machine::Update>>) -> Option<machine::Update> {
@@ -286,7 +343,8 @@ impl Worker {
         }
         let pipeline = self.pipeline.clone();
         let origin = Origin { stream: &pipeline.source.stream, seq, subject: msg.subject.as_str() };
-        let (refs, late) = match self.route(&msg, published_us, seq, now) {
+        let arrival = Arrival { now, redelivered: delivered > 1 };
+        let (refs, late) = match self.route(&msg, published_us, seq, arrival) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(pipeline = %self.pipeline.name, seq, reason = e.code, "dead letter");
@@ -321,6 +379,9 @@ impl Worker {
         } else {
             self.inflight.insert(seq, InFlight { acker, refs, since: now });
         }
+        if self.archive.as_mut().is_some_and(Sink::take_full) {
+            self.roll_archive(now, false, commit);
+        }
     }
 
     /// Decodes a message and adds it to its windows: (windows taken, late detail).
@@ -329,8 +390,9 @@ impl Worker {
         msg: &async_nats::Message,
         published_us: i64,
         seq: u64,
-        now: Instant,
+        arrival: Arrival,
     ) -> Result<(u32, Option<String>), Refused> {
+        let now = arrival.now;
         let pipeline = self.pipeline.clone();
         let mut fields = Vec::with_capacity(8);
         pipeline
@@ -358,6 +420,16 @@ impl Worker {
                 }
             }
         }
+        if let Some(sink) = self.archive.as_mut().filter(|s| s.archives_messages()) {
+            let subject = msg.subject.as_str();
+            match &input {
+                route::Input::Reading { t_ms, value } => {
+                    sink.add_reading(&fields, subject, *t_ms, *value, seq, arrival)
+                }
+                route::Input::Wave(w) => sink.add_wave(&fields, subject, w, seq, arrival),
+            }
+            refs += 1;
+        }
         Ok((refs, late))
     }
 
@@ -379,17 +451,65 @@ impl Worker {
             op.close(spec, now, hold, flush, &self.machines, &mut closed);
         }
         for w in closed.drain(..) {
-            self.on_closed(&w, commit);
+            self.on_closed(&w, now, commit);
         }
         self.closed = closed;
+        self.roll_archive(now, flush, commit);
     }
 
-    fn on_closed(&mut self, w: &WindowResult, commit: &mut Commit) {
+    /// Rolls due archive files into `commit` and releases what they held. Files roll early
+    /// when the messages waiting for them near the consumer's max_ack_pending, which would
+    /// otherwise stop deliveries.
+    fn roll_archive(&mut self, now: Instant, flush: bool, commit: &mut Commit) {
+        let Some(sink) = self.archive.as_mut() else { return };
+        let crowded =
+            self.inflight.len() >= self.max_ack_pending / 10 * 9 && sink.buffered_rows() >= self.max_ack_pending / 4;
+        let mut rolled = archive::Rolled::default();
+        sink.roll(now, flush || crowded, &mut rolled);
+        Stats::add(&self.stats.archive_rolls, rolled.files.len() as u64);
+        commit.files.extend(rolled.files);
+        commit.states.extend(rolled.states);
+        for seq in rolled.release {
+            self.release(seq, commit);
+        }
+    }
+
+    /// Drops one reference to a message; the last one acknowledges it.
+    fn release(&mut self, seq: u64, commit: &mut Commit) {
+        let Some(f) = self.inflight.get_mut(&seq) else {
+            return;
+        };
+        f.refs -= 1;
+        if f.refs == 0
+            && let Some(f) = self.inflight.remove(&seq)
+        {
+            commit.acks.push(f.acker);
+            self.done.insert(seq..=seq);
+        }
+    }
+
+    fn on_closed(&mut self, w: &WindowResult, now: Instant, commit: &mut Commit) {
         Stats::add(&self.stats.windows_closed, 1);
         let pipeline = self.pipeline.clone();
         let spec = &pipeline.windows[w.window];
         if let Some(subject) = &spec.publish {
             commit.features.push(output::features(&pipeline, subject, w));
+        }
+        let archived = self.archive.as_ref().is_some_and(Sink::archives_windows);
+        let key_name = format!("{}.{}", spec.name, w.key.join("."));
+        let window_key = WindowKey { name: &key_name, names: &spec.key, values: &w.key, start_ms: w.start_ms };
+        let at = |id: String| WindowRef {
+            key: 0,
+            start_ms: w.start_ms,
+            end_ms: w.end_ms,
+            messages: w.seqs.len() as u32,
+            first_seq: w.seqs.first().copied().unwrap_or_default(),
+            seq: w.seqs.last().copied().unwrap_or_default(),
+            id,
+        };
+        if let Some(sink) = self.archive.as_mut().filter(|_| archived) {
+            let id = output::features_id(&pipeline, w);
+            sink.add_features(&window_key, at(id), &spec.name, &w.features, now);
         }
         let machine = spec.key.iter().position(|k| k == "machine").and_then(|i| self.machines.get(&w.key[i]));
         for rule in pipeline.alerts.iter().filter(|r| r.window == w.window) {
@@ -410,23 +530,36 @@ impl Worker {
             let transition = alert::apply(rule, state, value, w.end_ms);
             let changed = (before.level, before.streak, before.streak_up, before.streak_level)
                 != (state.level, state.streak, state.streak_up, state.streak_level);
-            if changed {
-                commit.states.push((key, state::encode(state)));
-            }
+            let encoded = changed.then(|| state::encode(state));
             if let Some(t) = transition {
-                commit.alerts.push(output::alert(&pipeline, rule, w, value, t));
+                let out = output::alert(&pipeline, rule, w, value, t);
+                if let Some(sink) = self.archive.as_mut().filter(|_| archived) {
+                    let row = archive::AlertRow {
+                        at: at(out.msg_id.clone()),
+                        rule: rule.name.clone(),
+                        state: t.to.transition_name(),
+                        previous: t.from.name(),
+                        severity: t.to.name(),
+                        metric: rule.metric,
+                        value,
+                        threshold: t.threshold,
+                    };
+                    sink.add_alert(&window_key, row, now);
+                }
+                commit.alerts.push(out);
+            }
+            match (encoded, self.archive.as_mut().filter(|_| archived)) {
+                (Some(value), Some(sink)) => sink.hold_state(key, value),
+                (Some(value), None) => commit.states.push((key, value)),
+                (None, _) => {}
             }
         }
-        for seq in &w.seqs {
-            let Some(f) = self.inflight.get_mut(seq) else {
-                continue;
-            };
-            f.refs -= 1;
-            if f.refs == 0
-                && let Some(f) = self.inflight.remove(seq)
-            {
-                commit.acks.push(f.acker);
-                self.done.insert(*seq..=*seq);
+        match self.archive.as_mut().filter(|_| archived) {
+            Some(sink) => sink.hold(&w.seqs, now),
+            None => {
+                for seq in &w.seqs {
+                    self.release(*seq, commit);
+                }
             }
         }
     }

@@ -154,6 +154,11 @@ fn sanitize_header(text: &str) -> String {
     out
 }
 
+/// The identity of a window's features: `{pipeline}.{window}.{key...}.{window end ms}`.
+pub fn features_id(pipeline: &Pipeline, w: &WindowResult) -> String {
+    format!("{}.{}.{}.{}", pipeline.name, pipeline.windows[w.window].name, w.key.join("."), w.end_ms)
+}
+
 /// A window's features as published: scalars and texts in `features`, spectra in `spectra`.
 /// `Nats-Msg-Id: {pipeline}.{window}.{key...}.{window end ms}`.
 pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w: &WindowResult) -> Outbound {
@@ -186,7 +191,7 @@ pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w
     });
     Outbound {
         subject: subject.render(&fields),
-        msg_id: format!("{}.{}.{}.{}", pipeline.name, spec.name, w.key.join("."), w.end_ms),
+        msg_id: features_id(pipeline, w),
         headers: HeaderMap::new(),
         payload: Bytes::from(body.to_string()),
     }

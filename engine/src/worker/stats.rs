@@ -33,6 +33,16 @@ pub struct Stats {
     pub config_updates: AtomicU64,
     /// Invalid machine config documents ignored.
     pub config_errors: AtomicU64,
+    /// Archive files handed to the committer.
+    pub archive_rolls: AtomicU64,
+    /// Archive files committed.
+    pub archive_files: AtomicU64,
+    /// Archive rows committed.
+    pub archive_rows: AtomicU64,
+    /// Archive bytes committed.
+    pub archive_bytes: AtomicU64,
+    /// Archive rows skipped because an earlier run had committed them.
+    pub archive_skipped: AtomicU64,
 }
 
 impl Stats {

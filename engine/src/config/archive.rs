@@ -1,0 +1,114 @@
+//! `[archive]`: which tables a pipeline writes, where, and when its files roll.
+
+use std::time::Duration;
+
+use super::file::ArchiveSection;
+use super::{Checker, Format, KeyPath, duration};
+use crate::archive::{ArchiveLocation, Table};
+
+/// The validated `[archive]`.
+#[derive(Debug, Clone)]
+pub struct ArchiveSpec {
+    /// The location URL as written (after `${VAR}` expansion).
+    pub url: String,
+    /// Options passed to the object store.
+    pub options: Vec<(String, String)>,
+    /// Tables written.
+    pub tables: Vec<Table>,
+    /// Roll a partition's file at this many rows.
+    pub roll_rows: usize,
+    /// ... or at this many buffered bytes.
+    pub roll_bytes: usize,
+    /// ... or when its oldest row is this old.
+    pub roll_age: Duration,
+}
+
+impl ArchiveSpec {
+    /// Whether `table` is written.
+    pub fn writes(&self, table: Table) -> bool {
+        self.tables.contains(&table)
+    }
+
+    /// Opens the location.
+    ///
+    /// # Errors
+    /// [`crate::archive::LocationError`].
+    pub fn open(&self) -> Result<ArchiveLocation, crate::archive::LocationError> {
+        ArchiveLocation::open(&self.url, &self.options)
+    }
+}
+
+/// Default location.
+pub const DEFAULT_ARCHIVE_URL: &str = "file://./archive";
+
+pub(super) fn build_archive(cx: &mut Checker, a: &ArchiveSection, format: Option<Format>) -> Option<ArchiveSpec> {
+    let p = KeyPath::default().key("archive");
+    let url = a.url.clone().unwrap_or_else(|| DEFAULT_ARCHIVE_URL.into());
+    let options: Vec<(String, String)> = a.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut ok = true;
+    // Parse the URL and options now (cloud stores are not contacted), so a typo is reported
+    // with its line rather than at the first file.
+    if url.contains("://")
+        && !url.starts_with("file://")
+        && let Err(e) = ArchiveLocation::open(&url, &options)
+    {
+        cx.error(&p.key("url"), e.to_string());
+        ok = false;
+    }
+    let raw = match format {
+        Some(Format::Waveform) => Table::Waveforms,
+        _ => Table::Readings,
+    };
+    let tables = match &a.tables {
+        None => vec![raw, Table::Features, Table::Alerts],
+        Some(names) => {
+            let mut tables = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                match Table::parse(name) {
+                    Some(t) if t.is_raw() && t != raw => {
+                        cx.error(
+                            &p.key("tables").index(i),
+                            format!("`{name}` needs a {} source; this one writes `{}`", t.source_format(), raw.name()),
+                        );
+                        ok = false;
+                    }
+                    Some(t) if !tables.contains(&t) => tables.push(t),
+                    Some(_) => {}
+                    None => {
+                        cx.error(
+                            &p.key("tables").index(i),
+                            format!("unknown table `{name}`, expected readings, waveforms, features or alerts"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            tables
+        }
+    };
+    let roll_rows = a.roll_rows.unwrap_or(500_000);
+    if roll_rows == 0 || roll_rows > 10_000_000 {
+        cx.error(&p.key("roll_rows"), "out of range (1 to 10000000)");
+        ok = false;
+    }
+    let roll_bytes = match a.roll_bytes.as_deref().map(str::parse::<bytesize::ByteSize>) {
+        None => 64 << 20,
+        Some(Ok(b)) if (1 << 10..=1 << 34).contains(&b.as_u64()) => b.as_u64() as usize,
+        Some(Ok(_)) => {
+            cx.error(&p.key("roll_bytes"), "out of range (1KiB to 16GiB)");
+            ok = false;
+            0
+        }
+        Some(Err(e)) => {
+            cx.error(&p.key("roll_bytes"), format!("not a size ({e}); write e.g. `64MiB`"));
+            ok = false;
+            0
+        }
+    };
+    let roll_age = duration(cx, &p.key("roll_age"), a.roll_age.as_deref(), Duration::from_secs(300));
+    if roll_age.is_zero() {
+        cx.error(&p.key("roll_age"), "must be more than zero");
+        ok = false;
+    }
+    ok.then_some(ArchiveSpec { url, options, tables, roll_rows, roll_bytes, roll_age })
+}
