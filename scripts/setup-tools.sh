@@ -34,3 +34,16 @@ else
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     --target .tools/py-s3 "moto[s3]==${MOTO_VERSION}" flask flask-cors
 fi
+
+# What users read the archive with, for the test that proves they can: DuckDB, pandas with
+# pyarrow, and Polars, from PyPI. Set STATOR_READERS_PYTHONPATH to use your own.
+if [ -n "${STATOR_READERS_PYTHONPATH:-}" ]; then
+  echo "using STATOR_READERS_PYTHONPATH=$STATOR_READERS_PYTHONPATH"
+elif [ -d .tools/py-readers/duckdb ] && [ -d .tools/py-readers/polars ] && [ -d .tools/py-readers/pandas ]; then
+  :
+else
+  echo "installing duckdb, pandas, pyarrow and polars (archive readers for the tests) into .tools/py-readers"
+  rm -rf .tools/py-readers
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --target .tools/py-readers duckdb pandas pyarrow polars
+fi

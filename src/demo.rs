@@ -30,7 +30,29 @@ pub struct DemoReport {
     pub published: u64,
     /// Alert transitions in the ALERTS stream: (subject, payload).
     pub alerts: Vec<(String, String)>,
+    /// Where the archive was written.
+    pub archive: PathBuf,
 }
+
+/// The queries the demo runs over its archive: (title, SQL).
+pub const DEMO_QUERIES: [(&str, &str); 3] = [
+    (
+        "readings archived per site and hour",
+        "SELECT site, date, hour, count(*) AS readings, count(DISTINCT machine) AS machines \
+         FROM readings GROUP BY site, date, hour ORDER BY site, date, hour",
+    ),
+    (
+        "highest 10 s RMS per machine per hour (top 5)",
+        "SELECT site, machine, date_trunc('hour', window_start) AS hour_start, max(value) AS max_rms \
+         FROM features WHERE feature = 'rms' AND window = 'rms_10s' \
+         GROUP BY site, machine, date_trunc('hour', window_start) ORDER BY max_rms DESC LIMIT 5",
+    ),
+    (
+        "alert transitions by site",
+        "SELECT site, state, count(*) AS transitions, max(value) AS worst FROM alerts \
+         GROUP BY site, state ORDER BY site, state",
+    ),
+];
 
 /// Runs the demo and prints what happens.
 ///
@@ -38,10 +60,14 @@ pub struct DemoReport {
 /// When the server cannot start or NATS fails.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let nats_dir = opts.dir.join("nats");
-    if nats_dir.exists() {
-        std::fs::remove_dir_all(&nats_dir).with_context(|| format!("clearing {}", nats_dir.display()))?;
+    let archive_dir = opts.dir.join("archive");
+    for dir in [&nats_dir, &archive_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::create_dir_all(&nats_dir)?;
+    let archive_dir = std::fs::canonicalize(&archive_dir)?;
     let server = NatsServer::start_in(&nats_dir, "stator-demo", "")?;
     println!("nats-server with JetStream on {} (store in {})", server.url(), server.store_dir().display());
     let client = crate::connect(&server.url()).await?;
@@ -74,7 +100,12 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
 
     let (path, text) = crate::SHIPPED_PIPELINES[0];
     let url = server.url();
-    let env = |name: &str| (name == "NATS_URL").then(|| url.clone());
+    let archive_url = archive_dir.display().to_string();
+    let env = |name: &str| match name {
+        "NATS_URL" => Some(url.clone()),
+        "STATOR_ARCHIVE" => Some(archive_url.clone()),
+        _ => None,
+    };
     let loaded = config::load_str(Path::new(path), text, &env)?;
     println!("running pipeline `{}` ({path}) until it has drained the stream", loaded.pipeline.name);
     let stats = Arc::new(Stats::default());
@@ -124,7 +155,20 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
             v["window_end"].as_str().unwrap_or("?")
         );
     }
+    query_archive(&archive_url).await?;
     println!("\nTo run the same pipeline against your NATS:\n  NATS_URL=nats://your-server:4222 stator run {path}");
+    println!("To query the archive:\n  stator query --archive {archive_url} \"SELECT count(*) FROM readings\"");
     drop(server);
-    Ok(DemoReport { published, alerts })
+    Ok(DemoReport { published, alerts, archive: archive_dir })
+}
+
+async fn query_archive(url: &str) -> anyhow::Result<()> {
+    let location = stator_engine::archive::ArchiveLocation::open(url, &[])?;
+    let ctx = stator_engine::query::session(&location).await?;
+    println!("\nParquet archive in {url}; SQL over it:");
+    for (title, sql) in DEMO_QUERIES {
+        let batches = stator_engine::query::run(&ctx, sql).await?;
+        println!("\n-- {title}\n{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
+    Ok(())
 }

@@ -31,9 +31,14 @@ enum LogFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
+    /// A pretty table.
     Table,
+    /// CSV with a header.
     Csv,
+    /// One JSON object per line.
     Json,
+    /// A Parquet file (use --output, or redirect stdout).
+    Parquet,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +123,13 @@ enum Command {
         /// Show the plan with partition pruning and metrics instead of the result.
         #[arg(long)]
         explain: bool,
+        /// Write the result to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Object store option KEY=VALUE for s3://, gs://, az:// archives (endpoint, region,
+        /// allow_http...), on top of the environment. Repeatable.
+        #[arg(long = "option", value_parser = parse_option)]
+        options: Vec<(String, String)>,
         /// The SQL query.
         sql: String,
     },
@@ -216,7 +228,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query { archive, format, explain, sql } => query(&archive, format, explain, &sql).await,
+        Command::Query { archive, format, explain, output, options, sql } => {
+            let location = stator_engine::archive::ArchiveLocation::open(&archive, &options)?;
+            query(&location, format, explain, output.as_deref(), &sql).await
+        }
         Command::Demo { dir, readings } => {
             demo::run(&DemoOptions { dir, readings }).await?;
             Ok(ExitCode::SUCCESS)
@@ -224,27 +239,53 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn query(archive: &str, format: OutputFormat, explain: bool, sql: &str) -> anyhow::Result<ExitCode> {
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+async fn query(
+    location: &stator_engine::archive::ArchiveLocation,
+    format: OutputFormat,
+    explain: bool,
+    output: Option<&std::path::Path>,
+    sql: &str,
+) -> anyhow::Result<ExitCode> {
     use datafusion::arrow::{csv, json, util::pretty};
-    let location = stator_engine::archive::ArchiveLocation::open(archive, &[])?;
-    let ctx = stator_engine::query::session(&location).await?;
-    let sql = if explain { format!("EXPLAIN ANALYZE {sql}") } else { sql.to_owned() };
-    let batches = stator_engine::query::run(&ctx, &sql).await?;
-    let stdout = std::io::stdout();
+    use std::io::Write as _;
+    let ctx = stator_engine::query::session(location).await?;
+    let mut out: Box<dyn std::io::Write + Send> = match output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(std::io::stdout()),
+    };
+    if explain {
+        write!(out, "{}", stator_engine::query::explain(&ctx, sql).await?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let df = stator_engine::query::plan(&ctx, sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
     match format {
-        OutputFormat::Table => println!("{}", pretty::pretty_format_batches(&batches)?),
+        OutputFormat::Table => writeln!(out, "{}", pretty::pretty_format_batches(&batches)?)?,
         OutputFormat::Csv => {
-            let mut w = csv::Writer::new(stdout.lock());
+            let mut w = csv::Writer::new(out);
             for b in &batches {
                 w.write(b)?;
             }
         }
         OutputFormat::Json => {
-            let mut w = json::LineDelimitedWriter::new(stdout.lock());
+            let mut w = json::LineDelimitedWriter::new(out);
             for b in &batches {
                 w.write(b)?;
             }
             w.finish()?;
+        }
+        OutputFormat::Parquet => {
+            let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(out, schema, None)?;
+            for b in &batches {
+                w.write(b)?;
+            }
+            w.close()?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -70,13 +70,42 @@ fn table_prefix(location: &ArchiveLocation, table: &str) -> String {
     location.path(table).to_string()
 }
 
+/// Plans one read-only SQL query.
+///
+/// # Errors
+/// [`QueryError::DataFusion`] for bad SQL or refused statements.
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    Ok(ctx.sql_with_options(sql, options).await?)
+}
+
 /// Runs one read-only SQL query.
 ///
 /// # Errors
 /// [`QueryError::DataFusion`] for bad SQL or refused statements.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    Ok(ctx.sql_with_options(sql, options).await?.collect().await?)
+    Ok(plan(ctx, sql).await?.collect().await?)
+}
+
+/// Runs `sql` and returns its physical plan with the metrics of the run: files and row
+/// groups scanned and pruned (`files_ranges_pruned_statistics`,
+/// `row_groups_pruned_statistics`, `page_index_rows_pruned`...), rows and time per operator.
+///
+/// # Errors
+/// [`QueryError::DataFusion`] for bad SQL or refused statements.
+pub async fn explain(ctx: &SessionContext, sql: &str) -> Result<String, QueryError> {
+    let batches = run(ctx, &format!("EXPLAIN ANALYZE {sql}")).await?;
+    let mut out = String::new();
+    for b in &batches {
+        let Some(plans) = b.column_by_name("plan") else { continue };
+        for i in 0..b.num_rows() {
+            let line = datafusion::arrow::util::display::array_value_to_string(plans, i)
+                .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?;
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -136,6 +165,53 @@ mod tests {
 | munich | cnc-002 | 6.0  | 3 |
 +--------+---------+------+---+";
         assert_eq!(out, want);
+    }
+
+    /// The numbers of metric `name=N` or `name=N total → M matched` in an explained plan.
+    fn metric(plan: &str, name: &str) -> Vec<u64> {
+        let at = plan.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in\n{plan}"));
+        let text = &plan[at + name.len() + 1..];
+        let text = &text[..text.find([',', ']']).unwrap_or(text.len())];
+        text.split(' ').filter_map(|t| t.parse::<u64>().ok()).collect()
+    }
+
+    #[tokio::test]
+    async fn partition_and_page_pruning_skip_what_a_query_cannot_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
+        let layout = Layout::of(&SubjectTemplate::parse(crate::config::DEFAULT_SUBJECT_TEMPLATE).unwrap());
+        let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
+        let t0 = 1_795_334_400_000;
+        let mut seq = 0;
+        for site in ["munich", "berlin"] {
+            for hour in 0..2 {
+                let mut keys = Keys::default();
+                let mut rows = Vec::new();
+                for m in 0..40 {
+                    let machine = format!("m-{m:02}");
+                    let key = keys.intern(&machine, || {
+                        ["acme", "a", "l", &machine, "s", "vibration.rms"].map(|v| Some(v.to_owned())).to_vec()
+                    });
+                    for i in 0..1000 {
+                        seq += 1;
+                        let value = f64::from(m) + f64::from(i) / 1000.0;
+                        rows.push(Reading { key, time_ms: t0 + hour * 3_600_000 + i64::from(i) * 1000, value, seq });
+                    }
+                }
+                let t = rows[0].time_ms;
+                let file = encode(&cx, Table::Readings, &keys, &mut Rows::Readings(rows)).unwrap();
+                let path = object_path("readings", &Partition::of(site, t), "p", seq - 39_999, seq);
+                loc.store.put(&loc.path(&path), file.bytes.into()).await.unwrap();
+            }
+        }
+        let ctx = session(&loc).await.unwrap();
+        let sql = "SELECT max(value) AS v FROM readings WHERE site = 'munich' AND hour = '09' AND machine = 'm-07'";
+        let out = pretty_format_batches(&run(&ctx, sql).await.unwrap()).unwrap().to_string();
+        assert!(out.contains("| 7.999 |"), "{out}");
+        let plan = explain(&ctx, sql).await.unwrap();
+        assert_eq!(metric(&plan, "files_processed"), [1], "3 of 4 partitions pruned by site and hour:\n{plan}");
+        let pages = metric(&plan, "page_index_pages_pruned");
+        assert!(pages[0] >= 5 && pages[1] <= 2, "pages of other machines skipped: {pages:?}\n{plan}");
     }
 
     #[tokio::test]

@@ -97,7 +97,9 @@ async fn every_reading_is_archived_once_and_sql_over_the_archive_matches_indepen
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
     let stats = worker.stats.clone();
     worker.finish().await;
-    assert_eq!(consumer_backlog(&js, "a").await, (0, 0), "everything acked");
+    let counts = (Stats::get(&stats.acked), Stats::get(&stats.naked), Stats::get(&stats.fetched));
+    assert_eq!(counts, (readings.len() as u64, 0, readings.len() as u64), "(acked, naked, fetched)");
+    assert_eq!(consumer_backlog(&js, "a").await, (0, 0), "a drained run returns with everything acked");
     let loc = local(dir.path());
 
     // Every message exactly once, by (_stream, _seq).
@@ -310,4 +312,45 @@ async fn messages_stay_unacknowledged_until_their_file_is_committed() {
     let loc = ArchiveLocation::open("s3://plant/stator/v1", &s3.options()).unwrap();
     let got = sql(&loc, "SELECT count(*), count(DISTINCT _seq) FROM readings").await;
     assert_eq!(got, [[readings.len().to_string(), readings.len().to_string()]]);
+}
+
+#[tokio::test]
+async fn duckdb_pandas_and_polars_read_every_table_as_we_do() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    publish(&js, &plant()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&archived_pipeline("a", dir.path().to_str().unwrap(), ""), &server.url());
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pythonpath =
+        std::env::var_os("STATOR_READERS_PYTHONPATH").unwrap_or_else(|| root.join(".tools/py-readers").into());
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tests/tools/read_archive.py"))
+        .arg(dir.path())
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "readers failed (run `make setup`):\n{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let loc = local(dir.path());
+    let mut want = serde_json::Map::new();
+    for table in ["readings", "features", "alerts"] {
+        let n = sql(&loc, &format!("SELECT count(*) FROM {table}")).await[0][0].parse::<u64>().unwrap();
+        want.insert(table.into(), n.into());
+    }
+    let by_site = sql(&loc, "SELECT site, count(*), sum(value) FROM readings GROUP BY site ORDER BY site").await;
+    let by_site: Vec<serde_json::Value> = by_site
+        .iter()
+        .map(|r| {
+            let sum = (r[2].parse::<f64>().unwrap() * 1e6).round() / 1e6;
+            serde_json::json!([r[0], r[1].parse::<u64>().unwrap(), sum])
+        })
+        .collect();
+    want.insert("by_site".into(), by_site.into());
+    for tool in ["duckdb", "pandas", "polars"] {
+        assert_eq!(got[tool], serde_json::Value::Object(want.clone()), "{tool}");
+    }
 }

@@ -129,7 +129,13 @@ where
 
 /// Loads a pipeline from text, with `${NATS_URL}` pointing at `url`.
 pub fn pipeline(text: &str, url: &str) -> Pipeline {
-    let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
+    assert!(!text.contains("${STATOR_ARCHIVE"), "give the archive a temp dir: use pipeline_with");
+    pipeline_with(text, &[("NATS_URL", url)])
+}
+
+/// Loads a pipeline from text, with `${NAME}` variables from `vars` only.
+pub fn pipeline_with(text: &str, vars: &[(&str, &str)]) -> Pipeline {
+    let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
     match config::load_str(Path::new("test.toml"), text, &env) {
         Ok(loaded) => loaded.pipeline,
         Err(e) => panic!("test pipeline invalid:\n{e}"),

@@ -2,6 +2,7 @@
 //! JetStream, bad waveforms dead-lettered, and live machine config from NATS KV.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -238,8 +239,10 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
     simulate::publish_waveforms(&js, &plant, &sim, |_| {}).await.unwrap();
     let (path, text) = stator::SHIPPED_PIPELINES[1];
     assert!(path.ends_with("bearing-health.toml"));
-    let p = pipeline(text, &server.url());
+    let archive = tempfile::tempdir().unwrap();
+    let p = pipeline_with(text, &[("NATS_URL", &server.url()), ("STATOR_ARCHIVE", archive.path().to_str().unwrap())]);
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+    archived_waveforms_and_spectra_match_what_was_published(&js, archive.path()).await;
     let mut verdicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in stator::plant::read_stream(&js, "FEATURES", None).await.unwrap() {
         let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
@@ -255,4 +258,44 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
         alerted,
         ["acme.munich.alert.bearing.cnc-002", "acme.munich.alert.bearing.cnc-003"].map(String::from).into()
     );
+}
+
+/// The shipped bearing pipeline's archive: every block's samples as published, and the
+/// envelope spectrum of the outer-race machine peaking at its BPFO.
+async fn archived_waveforms_and_spectra_match_what_was_published(js: &async_nats::jetstream::Context, dir: &Path) {
+    use datafusion::arrow::array::{AsArray, ListArray};
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type, UInt64Type};
+    let loc = stator_engine::archive::ArchiveLocation::open(dir.to_str().expect("utf-8"), &[]).expect("archive");
+    let ctx = stator_engine::query::session(&loc).await.expect("session");
+    let sql = |q: &'static str| {
+        let ctx = ctx.clone();
+        async move { stator_engine::query::run(&ctx, q).await.expect("query") }
+    };
+    let published = stator::plant::read_stream(js, "TELEMETRY", None).await.expect("stream");
+    let rows = sql("SELECT _seq, samples FROM waveforms ORDER BY _seq").await;
+    let mut n = 0;
+    for b in &rows {
+        let seqs = b.column(0).as_primitive::<UInt64Type>();
+        let samples: &ListArray = b.column(1).as_list();
+        for i in 0..b.num_rows() {
+            let msg = published.iter().find(|m| m.sequence == seqs.value(i)).expect("published");
+            let want: Vec<f32> =
+                msg.payload.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let got = samples.value(i);
+            assert_eq!(got.as_primitive::<Float32Type>().values().to_vec(), want);
+            n += 1;
+        }
+    }
+    assert_eq!(n, published.len(), "every block archived once");
+    // The spectrum of one machine at one time: the envelope spectrum's peak is the BPFO.
+    let peaks = sql("SELECT step_hz * (array_position(\"values\", array_max(\"values\")) - 1) AS peak_hz \
+         FROM features WHERE machine = 'cnc-002' AND feature = 'envelope' ORDER BY window_start")
+    .await;
+    let bpfo = 3.5848 * 1797.0 / 60.0;
+    let peaks: Vec<f64> =
+        peaks.iter().flat_map(|b| b.column(0).as_primitive::<Float64Type>().values().to_vec()).collect();
+    assert!(!peaks.is_empty());
+    for p in peaks {
+        assert!((p - bpfo).abs() < 2.0, "envelope peak {p} Hz, BPFO {bpfo} Hz");
+    }
 }

@@ -120,4 +120,12 @@ async fn the_demo_runs_to_completion_and_reports_the_drifting_machine() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("acme.munich.alert.vibration.cnc-003"), "{stdout}");
     assert!(stdout.contains("0 dead letters"), "{stdout}");
+    assert!(stdout.contains("-- alert transitions by site"), "{stdout}");
+    let archive =
+        stator_engine::archive::ArchiveLocation::open(dir.path().join("archive").to_str().unwrap(), &[]).unwrap();
+    let ctx = stator_engine::query::session(&archive).await.unwrap();
+    let n = stator_engine::query::run(&ctx, "SELECT count(*) AS n FROM readings").await.unwrap();
+    let published = stdout.lines().find_map(|l| l.strip_prefix("published ")?.strip_suffix(" readings")).unwrap();
+    let n = datafusion::arrow::util::display::array_value_to_string(n[0].column(0), 0).unwrap();
+    assert_eq!(n, published, "every published reading is in the demo's archive");
 }

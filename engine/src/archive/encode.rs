@@ -23,6 +23,10 @@ use super::table::{Layout, Table};
 /// Rows per row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
+/// Rows per data page: small enough that a machine's rows span few pages, so a predicate on
+/// `machine` or time skips most of a row group through the page index.
+pub const PAGE_ROWS: usize = 8 * 1024;
+
 fn dict() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
@@ -33,6 +37,19 @@ fn ts(unit: TimeUnit) -> DataType {
 
 fn list_f32() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+}
+
+/// Column names a subject field may not take: those of the tables and the partitions.
+pub fn reserved_columns() -> Vec<String> {
+    let none = Layout { columns: Vec::new(), column_of_field: Vec::new(), site_field: None, sort_column: 0 };
+    let mut names: Vec<String> = Table::ALL
+        .iter()
+        .flat_map(|t| schema(*t, &none).fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>())
+        .chain(["date".to_owned(), "hour".to_owned()])
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The file schema of `table` (without the partition columns `site`, `date`, `hour`).
@@ -90,7 +107,7 @@ pub fn schema(table: Table, layout: &Layout) -> SchemaRef {
             fields.push(Field::new("state", dict(), false));
             fields.push(Field::new("previous", dict(), false));
             fields.push(Field::new("severity", dict(), false));
-            fields.push(Field::new("metric", dict(), false));
+            fields.push(Field::new("feature", dict(), false));
             fields.push(Field::new("value", DataType::Float64, false));
             fields.push(Field::new("threshold", DataType::Float64, false));
             fields.extend(keys(true));
@@ -275,7 +292,7 @@ fn alerts(cx: &FileContext<'_>, keys: &Keys, rows: &[AlertRow], columns: &mut Ve
     columns.push(strings(rows.iter().map(|a| Some(a.state))));
     columns.push(strings(rows.iter().map(|a| Some(a.previous))));
     columns.push(strings(rows.iter().map(|a| Some(a.severity))));
-    columns.push(strings(rows.iter().map(|a| Some(a.metric))));
+    columns.push(strings(rows.iter().map(|a| Some(a.feature))));
     columns.push(f64s(rows.iter().map(|a| Some(a.value))));
     columns.push(f64s(rows.iter().map(|a| Some(a.threshold))));
     window_columns(cx, keys, &at, columns);
@@ -290,6 +307,7 @@ fn write(schema: SchemaRef, batch: &RecordBatch, sorting: Vec<SortingColumn>) ->
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_created_by("stator".into())
         .set_sorting_columns(Some(sorting))
         .build();

@@ -100,6 +100,18 @@ impl ArchiveLocation {
         Ok(Self { url: url.to_owned(), store, prefix, store_url: format!("{}://{bucket}", parsed.scheme()) })
     }
 
+    /// Whether `key` is an option the store of `url`'s scheme knows (every key is refused for
+    /// local directories, which take none).
+    pub fn knows_option(url: &str, key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("s3") => key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok(),
+            Some("gs") => key.parse::<object_store::gcp::GoogleConfigKey>().is_ok(),
+            Some("az" | "azure") => key.parse::<object_store::azure::AzureConfigKey>().is_ok(),
+            _ => false,
+        }
+    }
+
     /// The full object path of `relative` below the prefix. `relative` is taken as already
     /// escaped (partition values are, by [`super::sanitize`]), so `%2F` stays `%2F`.
     pub fn path(&self, relative: &str) -> Path {

@@ -16,7 +16,7 @@ mod table;
 mod writer;
 
 pub use buffer::{Arrival, Roll, Rolled, Sink, WindowKey};
-pub use encode::{Encoded, FileContext, ROW_GROUP_ROWS, encode, schema};
+pub use encode::{Encoded, FileContext, PAGE_ROWS, ROW_GROUP_ROWS, encode, reserved_columns, schema};
 pub use location::{ArchiveLocation, LocationError};
 pub use partition::{Partition, sanitize};
 pub use rows::{AlertRow, FeatureRow, Keys, Reading, Rows, WaveRow, WindowRef};

@@ -109,8 +109,8 @@ pub struct AlertRow {
     pub previous: &'static str,
     /// Level after.
     pub severity: &'static str,
-    /// Feature compared.
-    pub metric: &'static str,
+    /// Feature compared (the rule's `metric`).
+    pub feature: &'static str,
     /// The window's value of it.
     pub value: f64,
     /// The threshold crossed.

@@ -41,14 +41,39 @@ impl ArchiveSpec {
 /// Default location.
 pub const DEFAULT_ARCHIVE_URL: &str = "file://./archive";
 
-pub(super) fn build_archive(cx: &mut Checker, a: &ArchiveSection, format: Option<Format>) -> Option<ArchiveSpec> {
+pub(super) fn build_archive(
+    cx: &mut Checker,
+    a: &ArchiveSection,
+    format: Option<Format>,
+    fields: &[String],
+) -> Option<ArchiveSpec> {
     let p = KeyPath::default().key("archive");
+    let reserved = crate::archive::reserved_columns();
+    let clashes: Vec<&String> = fields.iter().filter(|f| reserved.contains(f)).collect();
+    let mut ok = true;
+    if !clashes.is_empty() {
+        let list = clashes.iter().map(|f| format!("`{{{f}}}`")).collect::<Vec<_>>().join(", ");
+        cx.error(
+            &KeyPath::default().key("source").key("subject"),
+            format!("subject field(s) {list} would clash with archive columns; rename them in the template"),
+        );
+        ok = false;
+    }
     let url = a.url.clone().unwrap_or_else(|| DEFAULT_ARCHIVE_URL.into());
     let options: Vec<(String, String)> = a.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut ok = true;
     // Parse the URL and options now (cloud stores are not contacted), so a typo is reported
     // with its line rather than at the first file.
-    if url.contains("://")
+    for key in a.options.keys().filter(|k| !ArchiveLocation::knows_option(&url, k)) {
+        let what = if url.contains("://") && !url.starts_with("file://") {
+            format!("unknown option `{key}` for this store")
+        } else {
+            "a local directory takes no options".to_owned()
+        };
+        cx.error(&p.key("options").key(key), what);
+        ok = false;
+    }
+    if ok
+        && url.contains("://")
         && !url.starts_with("file://")
         && let Err(e) = ArchiveLocation::open(&url, &options)
     {

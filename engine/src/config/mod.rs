@@ -527,7 +527,8 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .collect();
     let windows: Vec<WindowSpec> = windows.into_iter().flatten().collect();
     check_unique(cx, "alert", file.alerts.iter().map(|a| a.name.as_str()));
-    let archive = file.archive.as_ref().map(|a| archive::build_archive(cx, a, source_format(&file.source)));
+    let fields: Vec<String> = template.as_ref().map(|t| t.field_names().to_vec()).unwrap_or_default();
+    let archive = file.archive.as_ref().map(|a| archive::build_archive(cx, a, source_format(&file.source), &fields));
     let source = build_source(cx, &root.key("source"), &file.source, template?, &windows)?;
     let complete = windows.len() == file.windows.len()
         && alerts.len() == file.alerts.len()

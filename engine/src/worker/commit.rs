@@ -31,6 +31,9 @@ pub(crate) struct Commit {
     pub(crate) acks: Vec<Acker>,
     /// Messages to terminate once all of the above is durable (dead-lettered).
     pub(crate) terms: Vec<Acker>,
+    /// Wait for the server to confirm these acks (the last commit of a drain), so that a
+    /// drained run has nothing pending when it returns.
+    pub(crate) confirm: bool,
 }
 
 impl Commit {
@@ -115,9 +118,19 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
         }
     }
     // Acks need no confirmation: a lost ack means a redelivery, which the worker recognises.
-    for a in &c.acks {
-        if let Err(e) = a.ack().await {
-            tracing::debug!(error = %e, "ack not sent");
+    if c.confirm {
+        for chunk in c.acks.chunks(256) {
+            for r in futures::future::join_all(chunk.iter().map(Acker::double_ack)).await {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "ack not confirmed");
+                }
+            }
+        }
+    } else {
+        for a in &c.acks {
+            if let Err(e) = a.ack().await {
+                tracing::debug!(error = %e, "ack not sent");
+            }
         }
     }
     Stats::add(&stats.acked, c.acks.len() as u64);

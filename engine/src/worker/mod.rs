@@ -306,6 +306,7 @@ impl Worker {
                         self.close_windows(now, &mut commit);
                         if mode == RunMode::Drain && self.drained(&mut consumer).await {
                             self.flush(&mut commit);
+                            commit.confirm = true;
                             let _ = commits.send(commit).await;
                             return Ok(());
                         }
@@ -540,7 +541,7 @@ impl Worker {
                         state: t.to.transition_name(),
                         previous: t.from.name(),
                         severity: t.to.name(),
-                        metric: rule.metric,
+                        feature: rule.metric,
                         value,
                         threshold: t.threshold,
                     };
