@@ -3,8 +3,10 @@
 //! Loads a stream with scalar readings (1,000,000 by default: 1,000 machines x 1,000 s at
 //! 1 Hz), then times, on the same server and data:
 //!   (a) a plain durable pull consumer that fetches in batches and acks every message;
-//!   (b) the `line-health`-style pipeline draining the stream with windows and alerts.
-//! and reports (b)/(a) in messages per second. Run with `cargo bench --bench ingest`;
+//!   (b) the `line-health`-style pipeline draining the stream with windows and alerts;
+//!   (c) the same pipeline also archiving readings, features and alerts as Parquet (local
+//!       directory), acking each message only once its file is committed;
+//! and reports (b)/(a) and (c)/(a) in messages per second, and the archive's bytes per reading. Run with `cargo bench --bench ingest`;
 //! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
 
 use std::future::IntoFuture;
@@ -76,11 +78,38 @@ async fn run(readings: usize) {
     eprintln!("loaded {total} readings ({wire_bytes} bytes stored) in {:.1?}", load.elapsed());
 
     let raw = raw_consumer(&js, total).await;
-    let pipeline = pipeline_run(&client, &server.url(), total).await;
-    let (raw_rate, pipe_rate) = (total as f64 / raw.as_secs_f64(), total as f64 / pipeline.as_secs_f64());
-    println!("| readings | raw consumer (msg/s) | pipeline (msg/s) | ratio pipeline/raw |");
-    println!("|---:|---:|---:|---:|");
-    println!("| {total} | {raw_rate:.0} | {pipe_rate:.0} | {:.2} |", pipe_rate / raw_rate);
+    let pipeline = pipeline_run(&client, &server.url(), total, "bench-pipeline", "").await;
+    let archive_dir = tempfile::tempdir().expect("tempdir");
+    let archive = format!("\n[archive]\nurl = \"{}\"\n", archive_dir.path().display());
+    let archived = pipeline_run(&client, &server.url(), total, "bench-archive", &archive).await;
+    let archive_bytes = dir_bytes(archive_dir.path());
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    let (raw_rate, pipe_rate, arch_rate) = (rate(raw), rate(pipeline), rate(archived));
+    println!(
+        "| readings | raw consumer (msg/s) | pipeline (msg/s) | pipeline + archive (msg/s) | pipeline/raw | pipeline+archive/raw | archive bytes/reading |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {total} | {raw_rate:.0} | {pipe_rate:.0} | {arch_rate:.0} | {:.2} | {:.2} | {:.1} |",
+        pipe_rate / raw_rate,
+        arch_rate / raw_rate,
+        archive_bytes as f64 / total as f64
+    );
+}
+
+/// Bytes of every file below `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { dir_bytes(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usize) {
@@ -129,18 +158,23 @@ async fn raw_consumer(js: &jetstream::Context, total: u64) -> Duration {
 }
 
 /// (b): the pipeline drains the stream; done when the ack floor is at the end.
-async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64) -> Duration {
+async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64, durable: &str, extra: &str) -> Duration {
     let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
-    let pipeline = config::load_str(Path::new("bench.toml"), PIPELINE, &env).expect("pipeline").pipeline;
+    // Each run its own pipeline name, so each has its own alert state.
+    let text = PIPELINE
+        .replace("durable = \"bench-pipeline\"", &format!("durable = \"{durable}\""))
+        .replace("name = \"bench\"", &format!("name = \"{durable}\""))
+        + extra;
+    let pipeline = config::load_str(Path::new("bench.toml"), &text, &env).expect("pipeline").pipeline;
     let stats = Arc::new(Stats::default());
     let (_stop, rx) = tokio::sync::watch::channel(false);
     let start = Instant::now();
     worker::run(Arc::new(pipeline), client.clone(), rx, stats.clone(), RunMode::Drain).await.expect("pipeline run");
     let stream = jetstream::new(client.clone()).get_stream("TELEMETRY").await.expect("stream");
-    wait_acked(&stream, "bench-pipeline", total).await;
+    wait_acked(&stream, durable, total).await;
     let elapsed = start.elapsed();
     eprintln!(
-        "pipeline: {} fetched, {} acked, {} windows, {} alerts",
+        "{durable}: {} fetched, {} acked, {} windows, {} alerts",
         Stats::get(&stats.fetched),
         Stats::get(&stats.acked),
         Stats::get(&stats.windows_closed),

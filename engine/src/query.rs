@@ -31,7 +31,7 @@ pub enum QueryError {
 /// # Errors
 /// [`QueryError`] when the archive cannot be listed or a table's schema read.
 pub async fn session(location: &ArchiveLocation) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new();
+    let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_information_schema(true));
     // Local archives are read through DataFusion's own file system store at their absolute
     // path; cloud stores are registered under their bucket URL.
     if !location.store_url.starts_with("file://") {

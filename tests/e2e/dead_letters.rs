@@ -99,3 +99,37 @@ subject = "acme.{site}.{area}.{line}.{machine}.{sensor}.vibration.{metric}""#,
     let info = js.get_stream("TELEMETRY").await.unwrap().consumer_info("test-rms").await.unwrap();
     assert!(info.ack_floor.stream_sequence >= seqs[5], "dead-lettered messages are settled");
 }
+
+#[tokio::test]
+async fn a_message_past_max_deliver_is_dead_lettered_with_its_reason() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    // One reading in a window that never closes, and a worker that dies before acking it,
+    // twice: JetStream gives up after the second delivery.
+    let text = rms_pipeline("0s", 1, "1h")
+        .replace("tumbling = \"10s\"", "tumbling = \"1s\"")
+        .replace("ack_wait = \"30s\"", "ack_wait = \"2s\"\nmax_deliver = 2");
+    let p = pipeline(&text, &server.url());
+    let reading = Reading::rms("munich", "cnc-001", T0, 1.0);
+    let seq = publish(&js, std::slice::from_ref(&reading)).await[0];
+    for delivery in 1..=2 {
+        let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+        let stats = worker.stats.clone();
+        wait_until(Duration::from_secs(30), "the delivery", || async { Stats::get(&stats.fetched) >= 1 }).await;
+        worker.crash().await;
+        assert_eq!(consumer_backlog(&js, "test-rms").await.1, 1, "delivery {delivery} held, not acked");
+    }
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    wait_until(Duration::from_secs(20), "the dead letter", || {
+        let js = js.clone();
+        async move { stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.is_ok_and(|d| !d.is_empty()) }
+    })
+    .await;
+    worker.stop().await;
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let h = &dead[0].headers;
+    assert_eq!(h.get("Stator-Reason").unwrap().as_str(), "max_deliver");
+    assert_eq!(h.get("Stator-Seq").unwrap().as_str(), seq.to_string());
+    assert_eq!(dead[0].payload, reading.payload());
+}

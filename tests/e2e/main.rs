@@ -5,6 +5,7 @@
 mod alerts;
 mod archive;
 mod dead_letters;
+mod faults;
 mod harness;
 mod pipelines;
 mod recovery;

@@ -114,6 +114,7 @@ struct Worker {
     key_buf: String,
     archive: Option<Sink>,
     max_ack_pending: usize,
+    stream: Option<jetstream::stream::Stream>,
 }
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
@@ -173,6 +174,7 @@ pub async fn run(
         key_buf: String::new(),
         archive: None,
         max_ack_pending: usize::MAX,
+        stream: js.get_stream(&pipeline.source.stream).await.ok(),
     };
     let (sink, writer) = match &pipeline.archive {
         Some(spec) => {
@@ -197,7 +199,18 @@ pub async fn run(
     let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
-    let result = worker.pump(consumer, &mut shutdown, &commit_tx, mode).await;
+    // JetStream gives up on a message after max_deliver deliveries and says so in an
+    // advisory; the worker dead-letters it, so it is not silently dropped.
+    let advisory =
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", pipeline.source.stream, pipeline.source.durable);
+    let advisories = match client.subscribe(advisory).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(pipeline = %name, error = %e, "cannot watch max-delivery advisories");
+            None
+        }
+    };
+    let result = worker.pump(consumer, advisories, &mut shutdown, &commit_tx, mode).await;
 
     drop(commit_tx);
     let drained = tokio::select! {
@@ -234,6 +247,13 @@ fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: 
     }
 }
 
+async fn next_advisory(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_update(rx: &mut Option<mpsc::Receiver<machine::Update>>) -> Option<machine::Update> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -245,6 +265,7 @@ impl Worker {
     async fn pump(
         &mut self,
         mut consumer: PullConsumer,
+        mut advisories: Option<async_nats::Subscriber>,
         shutdown: &mut watch::Receiver<bool>,
         commits: &mpsc::Sender<Commit>,
         mode: RunMode,
@@ -300,6 +321,7 @@ impl Worker {
                         None => continue 'connect,
                     },
                     Some(update) = next_update(&mut self.machine_updates) => self.on_machine_update(update),
+                    Some(advisory) = next_advisory(&mut advisories) => self.on_max_deliveries(&advisory, &mut commit).await,
                     _ = tick.tick() => {
                         let now = Instant::now();
                         self.keep_alive(now).await;
@@ -563,6 +585,35 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A message JetStream will not deliver again: dead-letter it with reason `max_deliver`.
+    async fn on_max_deliveries(&mut self, advisory: &async_nats::Message, commit: &mut Commit) {
+        #[derive(serde::Deserialize)]
+        struct MaxDeliveries {
+            stream_seq: u64,
+            deliveries: u64,
+        }
+        let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) else {
+            tracing::warn!(pipeline = %self.pipeline.name, "unreadable max-delivery advisory");
+            return;
+        };
+        if self.done.contains(&a.stream_seq) || self.inflight.contains_key(&a.stream_seq) {
+            return; // handled, or held and about to be
+        }
+        let Some(stream) = &self.stream else { return };
+        let msg = match stream.get_raw_message(a.stream_seq).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(pipeline = %self.pipeline.name, seq = a.stream_seq, error = %e, "message past max_deliver is gone from the stream; not dead-lettered");
+                return;
+            }
+        };
+        tracing::warn!(pipeline = %self.pipeline.name, seq = a.stream_seq, deliveries = a.deliveries, "message past max_deliver dead-lettered");
+        let origin = Origin { stream: &self.pipeline.source.stream, seq: a.stream_seq, subject: msg.subject.as_str() };
+        let detail = format!("delivered {} times without being acknowledged (max_deliver)", a.deliveries);
+        let out = output::dead_letter(&self.pipeline, origin, Some(&msg.headers), msg.payload, "max_deliver", &detail);
+        commit.dead_letters.push(out);
     }
 
     fn on_machine_update(&mut self, update: machine::Update) {
