@@ -21,15 +21,6 @@ pub const SHIPPED_PIPELINES: [(&str, &str); 2] = [
 /// # Errors
 /// When a URL is malformed.
 pub async fn connect(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let addrs = urls
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
-    async_nats::ConnectOptions::new()
-        .name("stator")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(addrs)
-        .await
+    let addrs = stator_engine::source::server_addrs(urls)?;
+    stator_engine::source::options(&stator_engine::config::Auth::default()).await?.connect(addrs).await
 }

@@ -330,7 +330,7 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for pipeline in pipelines {
-        let client = stator::connect(&pipeline.source.url)
+        let client = stator_engine::source::connect(&pipeline.source)
             .await
             .with_context(|| format!("connecting to {}", pipeline.source.url))?;
         let stats = Arc::new(Stats::default());

@@ -133,3 +133,45 @@ async fn a_message_past_max_deliver_is_dead_lettered_with_its_reason() {
     assert_eq!(h.get("Stator-Seq").unwrap().as_str(), seq.to_string());
     assert_eq!(dead[0].payload, reading.payload());
 }
+
+#[tokio::test]
+async fn a_catalogue_of_hostile_inputs_each_gets_its_named_outcome() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let p = pipeline(&rms_pipeline("0s", 1, "1h"), &server.url());
+    let subject = "acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms";
+    // The machine's first window, so that a 1970 reading is late for it.
+    publish(&js, &(0..12).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 1.0)).collect::<Vec<_>>()).await;
+    let big = format!(r#"{{"value":1.0,"timestamp":"2026-11-22T08:00:12Z","pad":"{}"}}"#, "x".repeat(1_000_000 - 64));
+    let big: &'static [u8] = Box::leak(big.into_bytes().into_boxed_slice());
+    let cases: [(&str, &'static [u8], Option<&str>); 10] = [
+        ("empty", b"", Some("invalid_json")),
+        ("truncated", br#"{"value": 1.0, "timest"#, Some("invalid_json")),
+        ("wrong type", br#"{"value": true, "timestamp": "2026-11-22T08:00:12Z"}"#, Some("invalid_json")),
+        ("out of range number", br#"{"value": 1e999, "timestamp": "2026-11-22T08:00:12Z"}"#, Some("invalid_json")),
+        ("not a date", br#"{"value": 1.0, "timestamp": "yesterday"}"#, Some("bad_event_time")),
+        ("years ahead", br#"{"value": 1.0, "timestamp": "2031-01-01T00:00:00Z"}"#, Some("event_time_in_future")),
+        ("1970", br#"{"value": 1.0, "timestamp": "1970-01-01T00:00:00Z"}"#, Some("late")),
+        ("array", br#"[1, 2, 3]"#, Some("invalid_json")),
+        ("non-UTF-8", b"{\"value\": 1.0, \"timestamp\": \"\xc3\x28\"}", Some("invalid_json")),
+        ("1 MB", big, None),
+    ];
+    let mut seqs = Vec::new();
+    for (_, payload, _) in &cases {
+        seqs.push(publish_raw(&js, subject, payload).await);
+    }
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
+    let stats = worker.stats.clone();
+    worker.finish().await;
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let reason_of = |seq: u64| {
+        dead.iter()
+            .find(|m| m.headers.get("Stator-Seq").map(|v| v.to_string()) == Some(seq.to_string()))
+            .map(|m| m.headers.get("Stator-Reason").unwrap().to_string())
+    };
+    for ((name, _, want), seq) in cases.iter().zip(&seqs) {
+        assert_eq!(reason_of(*seq).as_deref(), *want, "{name}");
+    }
+    assert_eq!(Stats::get(&stats.dead_letters), 9);
+    assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0), "every one settled; the worker carried on");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use stator_engine::archive::ArchiveLocation;
 use stator_engine::query;
-use stator_engine::worker::RunMode;
+use stator_engine::worker::{RunMode, Stats};
 
 use crate::harness::*;
 
@@ -185,4 +185,105 @@ async fn a_worker_killed_ten_times_mid_run_loses_and_repeats_nothing() {
         assert!((v - want).abs() <= 1e-9 * want.abs().max(1.0), "{key:?}: {v} vs {want}");
     }
     assert_eq!(consumer_backlog(&js, "crash").await, (0, 0));
+}
+
+#[tokio::test]
+async fn thirty_seconds_without_the_object_store_lose_nothing_redeliver_nothing_and_hold_a_bounded_backlog() {
+    let s3 = stator::s3_server::S3Server::start().expect("moto S3 server");
+    s3.create_bucket("plant").unwrap();
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let input = readings();
+    let options: String = s3.options().iter().map(|(k, v)| format!("{k} = \"{v}\"\n")).collect();
+    let text = crash_pipeline("s3://plant/outage")
+        .replace("ack_wait = \"4s\"", "ack_wait = \"10s\"\nmax_ack_pending = 1000")
+        + &format!("\n[archive.options]\n{options}");
+    let p = pipeline(&text, &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let stats = worker.stats.clone();
+    let (first, rest) = input.split_at(800);
+    publish(&js, first).await;
+    wait_until(Duration::from_secs(30), "the store in use", || {
+        let stats = stats.clone();
+        async move { Stats::get(&stats.archive_files) >= 1 }
+    })
+    .await;
+
+    s3.pause();
+    let frozen = std::time::Instant::now();
+    let publisher = {
+        let (js, rest) = (js.clone(), rest.to_vec());
+        tokio::spawn(async move { publish(&js, &rest).await })
+    };
+    let mut most_held = 0;
+    while frozen.elapsed() < Duration::from_secs(30) {
+        let (_, held) = consumer_backlog(&js, "crash").await;
+        most_held = most_held.max(held);
+        assert!(held <= 1000, "the consumer never hands out more than max_ack_pending: {held}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(most_held >= 900, "the worker filled its window: {most_held}");
+    // The rest waits in the stream, not in the worker's memory.
+    let fetched = Stats::get(&stats.fetched);
+    assert!(fetched < input.len() as u64, "it stopped fetching: {fetched} of {}", input.len());
+    s3.resume();
+    let published = publisher.await.unwrap();
+
+    let n = input.len();
+    let loc = ArchiveLocation::open("s3://plant/outage", &s3.options()).unwrap();
+    let counts = || async {
+        let ctx = query::session(&loc).await.expect("session");
+        let got =
+            query::run(&ctx, "SELECT count(*), count(DISTINCT _seq), max(_seq) FROM readings").await.expect("sql");
+        got[0]
+            .columns()
+            .iter()
+            .map(|c| datafusion::arrow::util::display::array_value_to_string(c, 0).expect("value"))
+            .collect::<Vec<String>>()
+    };
+    wait_until(Duration::from_secs(60), "every reading archived", || async { counts().await[0] == n.to_string() })
+        .await;
+    assert_eq!(Stats::get(&stats.redelivered), 0, "in-progress acks kept every held message");
+    worker.stop().await;
+    let last = published.iter().max().unwrap();
+    assert_eq!(counts().await, [n.to_string(), n.to_string(), last.to_string()]);
+}
+
+#[tokio::test]
+async fn a_consumer_deleted_under_a_running_worker_is_recreated_where_it_left_off() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&crash_pipeline(dir.path().to_str().unwrap()), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let stats = worker.stats.clone();
+    let input = readings();
+    let (first, rest) = input.split_at(2400);
+    let mut published = publish(&js, first).await;
+    wait_until(Duration::from_secs(30), "half acked", || {
+        let stats = stats.clone();
+        async move { Stats::get(&stats.acked) >= 2000 }
+    })
+    .await;
+    js.get_stream("TELEMETRY").await.unwrap().delete_consumer("crash").await.unwrap();
+    published.extend(publish(&js, rest).await);
+    wait_until(Duration::from_secs(30), "the consumer recreated", || {
+        let stats = stats.clone();
+        async move { Stats::get(&stats.consumer_rebinds) >= 1 }
+    })
+    .await;
+    let n = input.len().to_string();
+    let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
+    let count = || async {
+        let ctx = query::session(&loc).await.expect("session");
+        let b = query::run(&ctx, "SELECT count(DISTINCT _seq), count(*) FROM readings").await.expect("sql");
+        (0..2)
+            .map(|i| datafusion::arrow::util::display::array_value_to_string(b[0].column(i), 0).expect("value"))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(30), "every reading archived", || async { count().await[0] == n }).await;
+    worker.stop().await;
+    assert_eq!(count().await, [n.clone(), n], "each reading once");
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
 }

@@ -9,6 +9,7 @@ mod faults;
 mod harness;
 mod pipelines;
 mod recovery;
+mod security;
 mod topology;
 mod vibration;
 mod worker;

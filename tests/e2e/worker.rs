@@ -128,4 +128,31 @@ async fn the_demo_runs_to_completion_and_reports_the_drifting_machine() {
     let published = stdout.lines().find_map(|l| l.strip_prefix("published ")?.strip_suffix(" readings")).unwrap();
     let n = datafusion::arrow::util::display::array_value_to_string(n[0].column(0), 0).unwrap();
     assert_eq!(n, published, "every published reading is in the demo's archive");
+
+    // `stator query` over the same archive, in every output format.
+    let query = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+            .arg("query")
+            .arg("--archive")
+            .arg(dir.path().join("archive"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sql = "SELECT site, count(*) AS n FROM readings GROUP BY site ORDER BY site";
+    let csv = query(&["--format", "csv", sql]);
+    let sites: Vec<&str> = csv.lines().collect();
+    assert_eq!(sites[0], "site,n");
+    let total: u64 = sites[1..].iter().map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(total.to_string(), published);
+    let json = query(&["--format", "json", sql]);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(first["site"], "berlin");
+    let file = dir.path().join("out.parquet");
+    query(&["--format", "parquet", "--output", file.to_str().unwrap(), sql]);
+    assert_eq!(&std::fs::read(&file).unwrap()[..4], b"PAR1");
+    let plan = query(&["--explain", "SELECT count(*) FROM readings WHERE site = 'munich' AND value > 2"]);
+    assert!(plan.contains("site=munich") && !plan.contains("site=berlin"), "partition pruning: {plan}");
 }

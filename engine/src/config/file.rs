@@ -106,6 +106,31 @@ pub struct SourceSection {
     pub max_deliver: Option<i64>,
     /// Messages requested per pull. Default: 500.
     pub batch: Option<usize>,
+    /// How far a message's event time may be ahead of the time JetStream stored it before it
+    /// is dead-lettered as `event_time_in_future` (a device clock gone wrong would otherwise
+    /// push its machine's windows ahead and make every true reading late). Default: `1d`.
+    pub max_event_time_ahead: Option<String>,
+    /// User name, with `password` (write `password = "${NATS_PASSWORD}"`: secrets belong in
+    /// the environment, not the file).
+    pub user: Option<String>,
+    /// Password for `user`.
+    pub password: Option<String>,
+    /// Authentication token.
+    pub token: Option<String>,
+    /// File holding an NKey seed (`SU...`).
+    pub nkey_seed_file: Option<String>,
+    /// Credentials file (`.creds`: a user JWT and its NKey seed).
+    pub creds_file: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (TLS).
+    pub tls_ca_file: Option<String>,
+    /// PEM client certificate, for servers that verify clients (with `tls_key_file`).
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<String>,
+    /// Refuse to talk to a server without TLS. Default: `false` (`tls://` URLs and the
+    /// `tls_*` files imply TLS).
+    #[serde(default)]
+    pub tls_required: bool,
 }
 
 /// `[[window]]`.

@@ -146,6 +146,46 @@ pub struct SourceSpec {
     pub max_deliver: i64,
     /// Messages per pull request.
     pub batch: usize,
+    /// Largest accepted lead of event time over publish time.
+    pub max_event_time_ahead: Duration,
+    /// How to authenticate and encrypt the connection.
+    pub auth: Auth,
+}
+
+/// A secret from the pipeline file (after `${VAR}` expansion). It never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How a pipeline authenticates to NATS and secures the connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    /// User and password.
+    pub user: Option<(String, Secret)>,
+    /// Token.
+    pub token: Option<Secret>,
+    /// NKey seed file.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// Credentials file.
+    pub creds_file: Option<PathBuf>,
+    /// CA certificate file.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key files.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// TLS required.
+    pub tls_required: bool,
 }
 
 /// The validated `[[window]]`.
@@ -610,6 +650,10 @@ fn build_source(
         );
         ok = false;
     }
+    let max_event_time_ahead =
+        duration(cx, &p.key("max_event_time_ahead"), s.max_event_time_ahead.as_deref(), Duration::from_secs(86_400));
+    let auth = build_auth(cx, p, s);
+    ok &= auth.is_some();
     let max_ack_pending = s.max_ack_pending.unwrap_or(100_000);
     let max_deliver = s.max_deliver.unwrap_or(5);
     let batch = s.batch.unwrap_or(500);
@@ -637,7 +681,51 @@ fn build_source(
         max_ack_pending,
         max_deliver,
         batch,
+        max_event_time_ahead,
+        auth: auth.unwrap_or_default(),
     })
+}
+
+fn build_auth(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Auth> {
+    let mut ok = true;
+    let methods = [s.user.is_some(), s.token.is_some(), s.nkey_seed_file.is_some(), s.creds_file.is_some()];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        cx.error(p, "use one of `user`/`password`, `token`, `nkey_seed_file` or `creds_file`");
+        ok = false;
+    }
+    if s.user.is_some() != s.password.is_some() {
+        let key = if s.user.is_some() { "user" } else { "password" };
+        cx.error(&p.key(key), "`user` and `password` go together");
+        ok = false;
+    }
+    if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
+        let key = if s.tls_cert_file.is_some() { "tls_cert_file" } else { "tls_key_file" };
+        cx.error(&p.key(key), "`tls_cert_file` and `tls_key_file` go together");
+        ok = false;
+    }
+    let mut file = |key: &str, value: &Option<String>| -> Option<PathBuf> {
+        let path = PathBuf::from(value.as_ref()?);
+        if !path.is_file() {
+            cx.error(&p.key(key), format!("`{}` is not a readable file", path.display()));
+            ok = false;
+        }
+        Some(path)
+    };
+    let nkey_seed_file = file("nkey_seed_file", &s.nkey_seed_file);
+    let creds_file = file("creds_file", &s.creds_file);
+    let tls_ca_file = file("tls_ca_file", &s.tls_ca_file);
+    let cert = file("tls_cert_file", &s.tls_cert_file);
+    let key = file("tls_key_file", &s.tls_key_file);
+    let auth = Auth {
+        user: s.user.clone().zip(s.password.clone().map(Secret)),
+        token: s.token.clone().map(Secret),
+        nkey_seed_file,
+        creds_file,
+        tls_ca_file,
+        tls_client: cert.zip(key),
+        tls_required: s.tls_required,
+    };
+    ok.then_some(auth)
 }
 
 fn source_format(s: &SourceSection) -> Option<Format> {

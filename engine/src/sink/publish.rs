@@ -27,8 +27,12 @@ pub struct Outbound {
 #[derive(Debug)]
 pub struct Publisher {
     js: jetstream::Context,
-    captured: HashMap<String, bool>,
+    captured: HashMap<String, (bool, std::time::Instant)>,
 }
+
+/// How long "no stream captures this subject" is believed before asking again (a stream may
+/// be created, or a cluster's view of its streams may lag).
+const UNCAPTURED_TTL: Duration = Duration::from_secs(30);
 
 /// Publishing stopped because the worker is shutting down; the output was not confirmed.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -88,7 +92,9 @@ impl Publisher {
     }
 
     async fn is_captured(&mut self, subject: &str) -> Result<bool, String> {
-        if let Some(c) = self.captured.get(subject) {
+        if let Some((c, at)) = self.captured.get(subject)
+            && (*c || at.elapsed() < UNCAPTURED_TTL)
+        {
             return Ok(*c);
         }
         let captured = match self.js.stream_by_subject(subject).await {
@@ -99,7 +105,7 @@ impl Publisher {
         if !captured {
             tracing::warn!(subject, "no stream captures this output subject; publishing without persistence");
         }
-        self.captured.insert(subject.to_owned(), captured);
+        self.captured.insert(subject.to_owned(), (captured, std::time::Instant::now()));
         Ok(captured)
     }
 }

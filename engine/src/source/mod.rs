@@ -4,7 +4,11 @@
 //! it needs; it is never changed behind the operator's back. It is created only when the file
 //! says `create_consumer = true`.
 
+mod connect;
+
 use std::time::Duration;
+
+pub use connect::{connect, options, server_addrs};
 
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, ErrorCode};
@@ -82,6 +86,39 @@ pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullC
     let consumer =
         stream.get_consumer::<pull::Config>(&spec.durable).await.map_err(|e| SourceError::Nats(e.to_string()))?;
     Ok((consumer, info))
+}
+
+/// Binds again after the consumer disappeared under a running worker (deleted by an
+/// operator, or lost with a stream's storage). With `create_consumer = true` it is created
+/// anew, starting at `resume_from` (the oldest message the worker has not finished), so
+/// nothing is skipped and little is repeated; otherwise [`SourceError::NoConsumer`].
+///
+/// # Errors
+/// See [`SourceError`].
+pub async fn rebind(
+    js: &jetstream::Context,
+    pipeline: &Pipeline,
+    resume_from: u64,
+) -> Result<PullConsumer, SourceError> {
+    let spec = &pipeline.source;
+    let stream = js.get_stream(&spec.stream).await.map_err(|e| SourceError::Nats(e.to_string()))?;
+    match stream.consumer_info(&spec.durable).await {
+        Ok(_) => {
+            return stream.get_consumer(&spec.durable).await.map_err(|e| SourceError::Nats(e.to_string()));
+        }
+        Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
+        Err(_) if !spec.create_consumer => {
+            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: spec.durable.clone() });
+        }
+        Err(_) => {}
+    }
+    let config = pull::Config {
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: resume_from.max(1) },
+        ..consumer_config(pipeline)
+    };
+    let consumer = stream.create_consumer(config).await.map_err(|e| SourceError::Nats(e.to_string()))?;
+    tracing::warn!(stream = %spec.stream, durable = %spec.durable, resume_from, "consumer was gone; created it again");
+    Ok(consumer)
 }
 
 fn consumer_missing(kind: jetstream::context::ConsumerInfoErrorKind) -> bool {

@@ -3,10 +3,12 @@
 //! Commits are handled strictly in order, so a message acknowledged by a later commit never
 //! overtakes the outputs of an earlier one.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{AckKind, kv, message::Acker};
+use async_nats::Subject;
+use async_nats::jetstream::{self, AckKind, kv, message::Acker};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
@@ -34,9 +36,71 @@ pub(crate) struct Commit {
     /// Wait for the server to confirm these acks (the last commit of a drain), so that a
     /// drained run has nothing pending when it returns.
     pub(crate) confirm: bool,
+    /// Reply subjects of `acks` and `terms`, to keep them alive while the commit waits.
+    pub(crate) replies: Vec<Subject>,
+    /// Position in the commit order (set when queued).
+    pub(crate) id: u64,
+}
+
+/// Messages whose acks wait in queued commits (a slow or unreachable sink), kept from
+/// redelivery by in-progress acks until their commit is done.
+#[derive(Debug, Default)]
+pub(crate) struct Awaiting {
+    next: u64,
+    commits: BTreeMap<u64, (Instant, Vec<Subject>)>,
+}
+
+impl Awaiting {
+    /// Registers a commit about to be queued; returns its id.
+    pub(crate) fn queue(this: &Mutex<Self>, commit: &mut Commit, now: Instant) {
+        let Ok(mut a) = this.lock() else { return };
+        a.next += 1;
+        commit.id = a.next;
+        if !commit.replies.is_empty() {
+            a.commits.insert(commit.id, (now, std::mem::take(&mut commit.replies)));
+        }
+    }
+
+    fn done(this: &Mutex<Self>, id: u64) {
+        if let Ok(mut a) = this.lock() {
+            a.commits.remove(&id);
+        }
+    }
+
+    /// Sends in-progress acks for commits that have waited `after` since their last one.
+    pub(crate) async fn keep_alive(this: &Mutex<Self>, js: &jetstream::Context, now: Instant, after: Duration) -> u64 {
+        let due: Vec<Subject> = match this.lock() {
+            Ok(mut a) => a
+                .commits
+                .values_mut()
+                .filter(|(since, _)| now.duration_since(*since) >= after)
+                .flat_map(|(since, replies)| {
+                    *since = now;
+                    replies.iter().cloned()
+                })
+                .collect(),
+            Err(_) => return 0,
+        };
+        for reply in &due {
+            let _ = Acker::new(js.clone(), Some(reply.clone())).ack_with(AckKind::Progress).await;
+        }
+        due.len() as u64
+    }
 }
 
 impl Commit {
+    /// Acknowledges a message once the commit is durable.
+    pub(crate) fn ack(&mut self, acker: Acker, reply: Option<Subject>) {
+        self.acks.push(acker);
+        self.replies.extend(reply);
+    }
+
+    /// Terminates a message once the commit is durable.
+    pub(crate) fn term(&mut self, acker: Acker, reply: Option<Subject>) {
+        self.terms.push(acker);
+        self.replies.extend(reply);
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.alerts.is_empty()
             && self.files.is_empty()
@@ -53,6 +117,7 @@ pub(crate) struct Sinks {
     pub(crate) publisher: Publisher,
     pub(crate) store: kv::Store,
     pub(crate) archive: Option<Writer>,
+    pub(crate) awaiting: Arc<Mutex<Awaiting>>,
 }
 
 /// Runs until the channel closes or `abort` turns true; returns whether it drained fully.
@@ -63,15 +128,17 @@ pub(crate) async fn run(
     stats: Arc<Stats>,
 ) -> bool {
     while let Some(commit) = rx.recv().await {
+        let id = commit.id;
         if !apply(commit, &mut sinks, &abort, &stats).await {
             return false;
         }
+        Awaiting::done(&sinks.awaiting, id);
     }
     true
 }
 
 async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stats: &Stats) -> bool {
-    let Sinks { publisher, store, archive } = sinks;
+    let Sinks { publisher, store, archive, .. } = sinks;
     for out in &c.alerts {
         match publisher.publish(out, abort).await {
             Ok(true) => Stats::add(&stats.alerts_duplicate, 1),

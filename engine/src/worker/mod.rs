@@ -39,7 +39,7 @@ use crate::archive::{self, Arrival, Layout, Sink, Table, WindowKey, WindowRef};
 use crate::config::{Format, Pipeline};
 use crate::machine::{self, MachineConfig};
 use crate::sink::{Publisher, state};
-use commit::{Commit, Sinks};
+use commit::{Awaiting, Commit, Sinks};
 use output::Origin;
 use route::{Op, Refused};
 
@@ -89,6 +89,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 struct InFlight {
     acker: Acker,
+    reply: Option<async_nats::Subject>,
     refs: u32,
     since: Instant,
 }
@@ -115,6 +116,8 @@ struct Worker {
     archive: Option<Sink>,
     max_ack_pending: usize,
     stream: Option<jetstream::stream::Stream>,
+    awaiting: Arc<std::sync::Mutex<Awaiting>>,
+    js: jetstream::Context,
 }
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
@@ -175,6 +178,8 @@ pub async fn run(
         archive: None,
         max_ack_pending: usize::MAX,
         stream: js.get_stream(&pipeline.source.stream).await.ok(),
+        awaiting: Arc::default(),
+        js: js.clone(),
     };
     let (sink, writer) = match &pipeline.archive {
         Some(spec) => {
@@ -195,7 +200,8 @@ pub async fn run(
     worker.max_ack_pending = usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let sinks = Sinks { publisher: Publisher::new(js.clone()), store, archive: writer };
+    let sinks =
+        Sinks { publisher: Publisher::new(js.clone()), store, archive: writer, awaiting: worker.awaiting.clone() };
     let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
@@ -245,6 +251,11 @@ fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: 
             "roll_age is not shorter than the consumer's ack_wait: buffered messages are kept from redelivery only by in-progress acks"
         );
     }
+}
+
+fn consumer_may_be_gone(kind: jetstream::consumer::pull::MessagesErrorKind) -> bool {
+    use jetstream::consumer::pull::MessagesErrorKind as K;
+    matches!(kind, K::ConsumerDeleted | K::MissingHeartbeat | K::NoResponders)
 }
 
 async fn next_advisory(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
@@ -304,6 +315,7 @@ impl Worker {
             backoff = Duration::from_millis(100);
             loop {
                 let mut commit = Commit::default();
+                let mut reconnect = false;
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => return Ok(()),
@@ -313,12 +325,18 @@ impl Worker {
                             for item in chunk {
                                 match item {
                                     Ok(msg) => self.on_message(msg, now, &mut commit),
-                                    Err(e) => tracing::warn!(pipeline = %self.pipeline.name, error = %e, "consumer stream error"),
+                                    Err(e) => {
+                                        tracing::warn!(pipeline = %self.pipeline.name, error = %e, "consumer stream error");
+                                        if consumer_may_be_gone(e.kind()) && let Some(c) = self.rebind(&mut consumer).await {
+                                            consumer = c;
+                                            reconnect = true;
+                                        }
+                                    }
                                 }
                             }
                             self.close_windows(now, &mut commit);
                         }
-                        None => continue 'connect,
+                        None => reconnect = true,
                     },
                     Some(update) = next_update(&mut self.machine_updates) => self.on_machine_update(update),
                     Some(advisory) = next_advisory(&mut advisories) => self.on_max_deliveries(&advisory, &mut commit).await,
@@ -329,13 +347,66 @@ impl Worker {
                         if mode == RunMode::Drain && self.drained(&mut consumer).await {
                             self.flush(&mut commit);
                             commit.confirm = true;
-                            let _ = commits.send(commit).await;
+                            let _ = self.queue(commit, commits, &mut tick, shutdown).await;
                             return Ok(());
                         }
                     }
                 }
-                if !commit.is_empty() && commits.send(commit).await.is_err() {
+                if !commit.is_empty() && !self.queue(commit, commits, &mut tick, shutdown).await {
                     return Ok(());
+                }
+                if reconnect {
+                    continue 'connect;
+                }
+            }
+        }
+    }
+
+    /// Binds again when the consumer is gone (see [`crate::source::rebind`]), resuming at the
+    /// oldest message not finished. `None` when it still exists or cannot be recreated (the
+    /// error is logged, and the worker keeps trying).
+    async fn rebind(&mut self, current: &mut PullConsumer) -> Option<PullConsumer> {
+        if current.info().await.is_ok() {
+            return None;
+        }
+        let resume = self.inflight.keys().min().copied().unwrap_or_else(|| self.seen_upto() + 1);
+        match crate::source::rebind(&self.js, &self.pipeline, resume).await {
+            Ok(c) => {
+                Stats::add(&self.stats.consumer_rebinds, 1);
+                Some(c)
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %self.pipeline.name, error = %e, "the consumer is gone");
+                None
+            }
+        }
+    }
+
+    /// Queues a commit. While the committer is behind (a slow or unreachable sink) this waits,
+    /// so the worker fetches nothing more, but keeps every held message alive. Returns false
+    /// when the committer is gone or shutdown was asked for.
+    async fn queue(
+        &mut self,
+        mut commit: Commit,
+        commits: &mpsc::Sender<Commit>,
+        tick: &mut tokio::time::Interval,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        Awaiting::queue(&self.awaiting, &mut commit, Instant::now());
+        loop {
+            tokio::select! {
+                biased;
+                permit = commits.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(commit);
+                        return true;
+                    }
+                    Err(_) => return false,
+                },
+                _ = shutdown.changed() => return false,
+                _ = tick.tick() => {
+                    Stats::add(&self.stats.backpressure_ticks, 1);
+                    self.keep_alive(Instant::now()).await;
                 }
             }
         }
@@ -355,13 +426,15 @@ impl Worker {
                 b.remaining = b.remaining.saturating_sub(1);
             }
         }
+        let reply = msg.reply.clone();
         let (msg, acker) = msg.split();
         if let Some(f) = self.inflight.get_mut(&seq) {
             f.acker = acker; // a redelivery of a message we hold: keep the newest handle
+            f.reply = reply;
             return;
         }
         if self.done.contains(&seq) {
-            commit.acks.push(acker); // handled in this run, its ack was lost: ack again
+            commit.ack(acker, reply); // handled in this run, its ack was lost: ack again
             return;
         }
         let pipeline = self.pipeline.clone();
@@ -380,7 +453,7 @@ impl Worker {
                     &e.detail,
                 );
                 commit.dead_letters.push(out);
-                commit.terms.push(acker);
+                commit.term(acker, reply);
                 self.done.insert(seq..=seq);
                 return;
             }
@@ -391,16 +464,16 @@ impl Worker {
                 output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), "late", &detail);
             commit.dead_letters.push(out);
             if refs == 0 {
-                commit.terms.push(acker);
+                commit.term(acker, reply);
                 self.done.insert(seq..=seq);
                 return;
             }
         }
         if refs == 0 {
-            commit.acks.push(acker);
+            commit.ack(acker, reply);
             self.done.insert(seq..=seq);
         } else {
-            self.inflight.insert(seq, InFlight { acker, refs, since: now });
+            self.inflight.insert(seq, InFlight { acker, reply, refs, since: now });
         }
         if self.archive.as_mut().is_some_and(Sink::take_full) {
             self.roll_archive(now, false, commit);
@@ -424,6 +497,7 @@ impl Worker {
             .extract(msg.subject.as_str(), &mut fields)
             .map_err(|e| Refused::from(crate::telemetry::DecodeError::SubjectMismatch(e.to_string())))?;
         let input = route::decode(&pipeline, msg, published_us)?;
+        route::check_event_time(&pipeline, &input, published_us)?;
         let hold = self.barrier.is_some();
         let (mut refs, mut late) = (0, None);
         for (spec, op) in pipeline.windows.iter().zip(self.ops.iter_mut()) {
@@ -506,7 +580,7 @@ impl Worker {
         if f.refs == 0
             && let Some(f) = self.inflight.remove(&seq)
         {
-            commit.acks.push(f.acker);
+            commit.ack(f.acker, f.reply);
             self.done.insert(seq..=seq);
         }
     }
@@ -657,10 +731,11 @@ impl Worker {
         self.close_all(Instant::now(), false, true, commit);
     }
 
-    /// Sends in-progress acks for messages held longer than half the ack wait.
+    /// Sends in-progress acks for messages held longer than half the ack wait, in windows,
+    /// buffers or queued commits.
     async fn keep_alive(&mut self, now: Instant) {
         let half = self.ack_wait / 2;
-        let mut sent = 0;
+        let mut sent = Awaiting::keep_alive(&self.awaiting, &self.js, now, half).await;
         for f in self.inflight.values_mut() {
             if now.duration_since(f.since) >= half {
                 let _ = f.acker.ack_with(AckKind::Progress).await;

@@ -71,6 +71,28 @@ pub(crate) fn decode(pipeline: &Pipeline, msg: &async_nats::Message, published_u
     }
 }
 
+/// Refuses an event time further ahead of the publish time than the source allows.
+pub(crate) fn check_event_time(pipeline: &Pipeline, input: &Input, published_us: i64) -> Result<(), Refused> {
+    let t_ms = match input {
+        Input::Reading { t_ms, .. } => *t_ms,
+        Input::Wave(w) => w.start_us.div_euclid(1000),
+    };
+    let ahead_ms = t_ms - published_us.div_euclid(1000);
+    let max_ms = pipeline.source.max_event_time_ahead.as_millis() as i64;
+    if ahead_ms > max_ms {
+        return Err(Refused {
+            code: "event_time_in_future",
+            detail: format!(
+                "event time {} is {} s ahead of the publish time (max_event_time_ahead is {} s)",
+                super::output::rfc3339_ms(t_ms),
+                ahead_ms / 1000,
+                max_ms / 1000
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The windows of one `[[window]]`.
 pub(crate) enum Op {
     Scalar(WindowOperator<Moments>),

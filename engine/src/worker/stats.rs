@@ -33,6 +33,10 @@ pub struct Stats {
     pub config_updates: AtomicU64,
     /// Invalid machine config documents ignored.
     pub config_errors: AtomicU64,
+    /// Times the consumer was found gone and created again.
+    pub consumer_rebinds: AtomicU64,
+    /// Ticks spent waiting for the committer (a slow or unreachable sink) instead of fetching.
+    pub backpressure_ticks: AtomicU64,
     /// Archive files handed to the committer.
     pub archive_rolls: AtomicU64,
     /// Archive files committed.
