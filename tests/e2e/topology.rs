@@ -37,7 +37,7 @@ async fn a_pipeline_runs_against_a_three_node_cluster_with_replicated_streams() 
     RunningWorker::start(&p, &cluster.urls(), RunMode::Drain).await.finish().await;
     let info = js.get_stream("ALERTS").await.unwrap().info().await.unwrap().clone();
     assert_eq!(info.config.num_replicas, 3);
-    assert_eq!(info.state.messages, 1, "one critical transition");
+    assert_eq!(info.state.messages, 1, "one critical transition; alerts seen: {:?}", alerts(&js).await);
 }
 
 #[tokio::test]

@@ -97,11 +97,23 @@ impl Publisher {
         {
             return Ok(*c);
         }
-        let captured = match self.js.stream_by_subject(subject).await {
-            Ok(_) => true,
-            Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => false,
-            Err(e) => return Err(e.to_string()),
-        };
+        // A cluster's view of a just-created stream can lag: ask twice before concluding
+        // that nothing captures the subject.
+        let mut captured = false;
+        for attempt in 0..2 {
+            match self.js.stream_by_subject(subject).await {
+                Ok(_) => {
+                    captured = true;
+                    break;
+                }
+                Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => {
+                    if attempt == 0 {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         if !captured {
             tracing::warn!(subject, "no stream captures this output subject; publishing without persistence");
         }
