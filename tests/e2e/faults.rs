@@ -287,3 +287,44 @@ async fn a_consumer_deleted_under_a_running_worker_is_recreated_where_it_left_of
     let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
     assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
 }
+
+#[tokio::test]
+async fn nats_server_down_for_thirty_seconds_mid_run_loses_and_repeats_nothing() {
+    let mut server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&crash_pipeline(dir.path().to_str().unwrap()), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let stats = worker.stats.clone();
+    let input = readings();
+    let (first, rest) = input.split_at(2400);
+    publish(&js, first).await;
+    wait_until(Duration::from_secs(30), "some acked", || {
+        let stats = stats.clone();
+        async move { Stats::get(&stats.acked) >= 1000 }
+    })
+    .await;
+    server.server.stop(); // SIGKILL: the store is kept
+    let down = std::time::Instant::now();
+    wait_until(Duration::from_secs(40), "30 s of outage", || async { down.elapsed() >= Duration::from_secs(30) }).await;
+    server.server.restart().expect("restart");
+    let js = server.js().await;
+    publish(&js, rest).await;
+    let n = input.len().to_string();
+    let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
+    let count = || async {
+        let ctx = query::session(&loc).await.expect("session");
+        let b = query::run(&ctx, "SELECT count(DISTINCT _seq), count(*) FROM readings").await.expect("sql");
+        (0..2)
+            .map(|i| datafusion::arrow::util::display::array_value_to_string(b[0].column(i), 0).expect("value"))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(60), "every reading archived", || async { count().await[0] == n }).await;
+    worker.stop().await;
+    assert_eq!(count().await, [n.clone(), n], "each reading once");
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
+    let ids: Vec<String> = alerts(&js).await.into_iter().map(|(_, id, _)| id).collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no transition twice");
+}
