@@ -6,10 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use datafusion::arrow::util::display::array_value_to_string;
 use stator::s3_server::S3Server;
 use stator_engine::archive::ArchiveLocation;
-use stator_engine::query;
 use stator_engine::worker::{RunMode, Stats};
 
 use crate::harness::*;
@@ -33,19 +31,6 @@ fn plant() -> Vec<Reading> {
 fn archived_pipeline(durable: &str, url: &str, extra: &str) -> String {
     rms_pipeline("2s", 1, "1h").replace("durable = \"test-rms\"", &format!("durable = \"{durable}\""))
         + &format!("\n[archive]\nurl = \"{url}\"\nroll_rows = 100\nroll_age = \"1h\"\n{extra}\n")
-}
-
-/// Runs SQL over the archive; every value as text.
-async fn sql(location: &ArchiveLocation, sql: &str) -> Vec<Vec<String>> {
-    let ctx = query::session(location).await.expect("session");
-    let batches = query::run(&ctx, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut rows = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            rows.push(b.columns().iter().map(|c| array_value_to_string(c, r).expect("value")).collect());
-        }
-    }
-    rows
 }
 
 fn local(dir: &Path) -> ArchiveLocation {
@@ -255,14 +240,20 @@ fn s3_pipeline(durable: &str, s3: &S3Server) -> String {
         .replace("idle_timeout = \"1h\"", "idle_timeout = \"2s\"")
 }
 
-#[tokio::test]
-async fn the_archive_goes_to_a_real_s3_server_and_is_queried_there() {
+/// A moto S3 server with a `plant` bucket, and a nats-server with the plant's readings.
+async fn s3_and_plant() -> (S3Server, TestServer, async_nats::jetstream::Context, Vec<Reading>) {
     let s3 = S3Server::start().expect("moto S3 server");
-    s3.create_bucket("plant").unwrap();
+    s3.create_bucket("plant").expect("bucket");
     let server = TestServer::with_streams().await;
     let js = server.js().await;
     let readings = plant();
     publish(&js, &readings).await;
+    (s3, server, js, readings)
+}
+
+#[tokio::test]
+async fn the_archive_goes_to_a_real_s3_server_and_is_queried_there() {
+    let (s3, server, _js, _) = s3_and_plant().await;
     let p = pipeline(&s3_pipeline("a", &s3), &server.url());
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
 
@@ -277,12 +268,7 @@ async fn the_archive_goes_to_a_real_s3_server_and_is_queried_there() {
 
 #[tokio::test]
 async fn messages_stay_unacknowledged_until_their_file_is_committed() {
-    let s3 = S3Server::start().expect("moto S3 server");
-    s3.create_bucket("plant").unwrap();
-    let server = TestServer::with_streams().await;
-    let js = server.js().await;
-    let readings = plant();
-    publish(&js, &readings).await;
+    let (s3, server, js, readings) = s3_and_plant().await;
     s3.pause();
     let p = pipeline(&s3_pipeline("a", &s3), &server.url());
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;

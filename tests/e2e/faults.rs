@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use stator_engine::archive::ArchiveLocation;
-use stator_engine::query;
 use stator_engine::worker::{RunMode, Stats};
 
 use crate::harness::*;
@@ -94,24 +93,9 @@ struct Outcome {
 
 async fn outcome(js: &async_nats::jetstream::Context, dir: &std::path::Path) -> Outcome {
     let loc = ArchiveLocation::open(dir.to_str().expect("utf-8"), &[]).expect("archive");
-    let ctx = query::session(&loc).await.expect("session");
-    let rows = |sql: &'static str| {
-        let ctx = ctx.clone();
-        async move {
-            let batches = query::run(&ctx, sql).await.expect("query");
-            let mut out = Vec::new();
-            for b in batches {
-                for r in 0..b.num_rows() {
-                    out.push(
-                        b.columns()
-                            .iter()
-                            .map(|c| datafusion::arrow::util::display::array_value_to_string(c, r).expect("value"))
-                            .collect::<Vec<_>>(),
-                    );
-                }
-            }
-            out
-        }
+    let rows = |q: &'static str| {
+        let loc = loc.clone();
+        async move { sql(&loc, q).await }
     };
     let seqs =
         rows("SELECT _seq FROM readings ORDER BY _seq").await.iter().map(|r| r[0].parse().expect("seq")).collect();
@@ -231,22 +215,32 @@ async fn thirty_seconds_without_the_object_store_lose_nothing_redeliver_nothing_
 
     let n = input.len();
     let loc = ArchiveLocation::open("s3://plant/outage", &s3.options()).unwrap();
-    let counts = || async {
-        let ctx = query::session(&loc).await.expect("session");
-        let got =
-            query::run(&ctx, "SELECT count(*), count(DISTINCT _seq), max(_seq) FROM readings").await.expect("sql");
-        got[0]
-            .columns()
-            .iter()
-            .map(|c| datafusion::arrow::util::display::array_value_to_string(c, 0).expect("value"))
-            .collect::<Vec<String>>()
-    };
+    let counts =
+        || async { sql(&loc, "SELECT count(*), count(DISTINCT _seq), max(_seq) FROM readings").await.remove(0) };
     wait_until(Duration::from_secs(60), "every reading archived", || async { counts().await[0] == n.to_string() })
         .await;
     assert_eq!(Stats::get(&stats.redelivered), 0, "in-progress acks kept every held message");
     worker.stop().await;
     let last = published.iter().max().unwrap();
     assert_eq!(counts().await, [n.to_string(), n.to_string(), last.to_string()]);
+}
+
+/// Waits until all `n` readings are archived, stops the worker, and checks that each is there
+/// once and that nothing was dead-lettered (taken for late).
+async fn every_reading_once_and_none_dead(
+    js: &async_nats::jetstream::Context,
+    dir: &std::path::Path,
+    worker: RunningWorker,
+    n: usize,
+) {
+    let n = n.to_string();
+    let loc = ArchiveLocation::open(dir.to_str().expect("utf-8"), &[]).expect("archive");
+    let count = || async { sql(&loc, "SELECT count(DISTINCT _seq), count(*) FROM readings").await.remove(0) };
+    wait_until(Duration::from_secs(60), "every reading archived", || async { count().await[0] == n }).await;
+    worker.stop().await;
+    assert_eq!(count().await, [n.clone(), n], "each reading once");
+    let dead = stator::plant::read_stream(js, "STATOR_DEADLETTER", None).await.expect("dead letters");
+    assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
 }
 
 #[tokio::test]
@@ -272,20 +266,7 @@ async fn a_consumer_deleted_under_a_running_worker_is_recreated_where_it_left_of
         async move { Stats::get(&stats.consumer_rebinds) >= 1 }
     })
     .await;
-    let n = input.len().to_string();
-    let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
-    let count = || async {
-        let ctx = query::session(&loc).await.expect("session");
-        let b = query::run(&ctx, "SELECT count(DISTINCT _seq), count(*) FROM readings").await.expect("sql");
-        (0..2)
-            .map(|i| datafusion::arrow::util::display::array_value_to_string(b[0].column(i), 0).expect("value"))
-            .collect::<Vec<_>>()
-    };
-    wait_until(Duration::from_secs(30), "every reading archived", || async { count().await[0] == n }).await;
-    worker.stop().await;
-    assert_eq!(count().await, [n.clone(), n], "each reading once");
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
-    assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
+    every_reading_once_and_none_dead(&js, dir.path(), worker, input.len()).await;
 }
 
 #[tokio::test]
@@ -310,20 +291,7 @@ async fn nats_server_down_for_thirty_seconds_mid_run_loses_and_repeats_nothing()
     server.server.restart().expect("restart");
     let js = server.js().await;
     publish(&js, rest).await;
-    let n = input.len().to_string();
-    let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
-    let count = || async {
-        let ctx = query::session(&loc).await.expect("session");
-        let b = query::run(&ctx, "SELECT count(DISTINCT _seq), count(*) FROM readings").await.expect("sql");
-        (0..2)
-            .map(|i| datafusion::arrow::util::display::array_value_to_string(b[0].column(i), 0).expect("value"))
-            .collect::<Vec<_>>()
-    };
-    wait_until(Duration::from_secs(60), "every reading archived", || async { count().await[0] == n }).await;
-    worker.stop().await;
-    assert_eq!(count().await, [n.clone(), n], "each reading once");
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
-    assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
+    every_reading_once_and_none_dead(&js, dir.path(), worker, input.len()).await;
     let ids: Vec<String> = alerts(&js).await.into_iter().map(|(_, id, _)| id).collect();
     let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no transition twice");

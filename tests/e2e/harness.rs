@@ -303,3 +303,21 @@ subject = "acme.{{site}}.alert.vibration.{{machine}}"
 "#
     )
 }
+
+/// Runs read-only SQL over an archive; every value as text, row by row.
+pub async fn sql(location: &stator_engine::archive::ArchiveLocation, sql: &str) -> Vec<Vec<String>> {
+    let ctx = stator_engine::query::session(location).await.expect("session");
+    let batches = stator_engine::query::run(&ctx, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| datafusion::arrow::util::display::array_value_to_string(c, r).expect("value"))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
