@@ -16,23 +16,35 @@ fn scan(archive: &str, table: &str) -> PolarsResult<LazyFrame> {
         hive_options: HiveOptions { enabled: Some(true), ..HiveOptions::default() },
         ..ScanArgsParquet::default()
     };
-    LazyFrame::scan_parquet(PlPath::new(&format!("{archive}/{table}/**/*.parquet")), args)
+    LazyFrame::scan_parquet(PlRefPath::new(format!("{archive}/{table}/**/*.parquet")), args)
 }
 
 fn main() -> PolarsResult<()> {
     let archive = std::env::args().nth(1).unwrap_or_else(|| "./archive".into());
-    let windows = scan(&archive, "features")?
+    // Window keys need not carry the line: take each machine's line from its readings.
+    let lines = scan(&archive, "readings")?
+        .select([col("machine").cast(DataType::String), col("line").cast(DataType::String)])
+        .unique(None, UniqueKeepStrategy::First);
+    let by_machine = |lf: LazyFrame| {
+        lf.drop(cols(["line"])).with_column(col("machine").cast(DataType::String)).join(
+            lines.clone(),
+            [col("machine")],
+            [col("machine")],
+            JoinArgs::new(JoinType::Inner),
+        )
+    };
+    let windows = by_machine(scan(&archive, "features")?)
         .filter(col("feature").cast(DataType::String).eq(lit("rms")))
-        .group_by([col("site"), col("line").cast(DataType::String), col("date")])
+        .group_by([col("site"), col("line"), col("date")])
         .agg([
             col("machine").n_unique().alias("machines"),
             col("value").mean().alias("mean_rms"),
             col("value").max().alias("worst_rms"),
             col("value").gt_eq(lit(2.8)).sum().alias("windows_over_warning"),
         ]);
-    let alerts = scan(&archive, "alerts")?
+    let alerts = by_machine(scan(&archive, "alerts")?)
         .filter(col("state").cast(DataType::String).neq(lit("cleared")))
-        .group_by([col("site"), col("line").cast(DataType::String), col("date")])
+        .group_by([col("site"), col("line"), col("date")])
         .agg([len().alias("alerts")]);
     let report = windows
         .join(
