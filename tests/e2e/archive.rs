@@ -280,11 +280,7 @@ async fn messages_stay_unacknowledged_until_their_file_is_committed() {
     })
     .await;
     // Files have rolled (age 1 s) but cannot be written: nothing may be acknowledged.
-    wait_until(Duration::from_secs(30), "files rolled", || {
-        let stats = stats.clone();
-        async move { Stats::get(&stats.archive_rolls) >= 4 }
-    })
-    .await;
+    wait_for_count(&stats, "files rolled", 4, |s| &s.archive_rolls).await;
     assert_eq!(Stats::get(&stats.acked), 0);
     assert_eq!(consumer_backlog(&js, "a").await, (0, readings.len()));
 

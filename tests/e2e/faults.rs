@@ -187,11 +187,7 @@ async fn thirty_seconds_without_the_object_store_lose_nothing_redeliver_nothing_
     let stats = worker.stats.clone();
     let (first, rest) = input.split_at(800);
     publish(&js, first).await;
-    wait_until(Duration::from_secs(30), "the store in use", || {
-        let stats = stats.clone();
-        async move { Stats::get(&stats.archive_files) >= 1 }
-    })
-    .await;
+    wait_for_count(&stats, "the store in use", 1, |s| &s.archive_files).await;
 
     s3.pause();
     let frozen = std::time::Instant::now();
@@ -254,18 +250,10 @@ async fn a_consumer_deleted_under_a_running_worker_is_recreated_where_it_left_of
     let input = readings();
     let (first, rest) = input.split_at(2400);
     let mut published = publish(&js, first).await;
-    wait_until(Duration::from_secs(30), "half acked", || {
-        let stats = stats.clone();
-        async move { Stats::get(&stats.acked) >= 2000 }
-    })
-    .await;
+    wait_for_count(&stats, "half acked", 2000, |s| &s.acked).await;
     js.get_stream("TELEMETRY").await.unwrap().delete_consumer("crash").await.unwrap();
     published.extend(publish(&js, rest).await);
-    wait_until(Duration::from_secs(30), "the consumer recreated", || {
-        let stats = stats.clone();
-        async move { Stats::get(&stats.consumer_rebinds) >= 1 }
-    })
-    .await;
+    wait_for_count(&stats, "the consumer recreated", 1, |s| &s.consumer_rebinds).await;
     every_reading_once_and_none_dead(&js, dir.path(), worker, input.len()).await;
 }
 
@@ -280,11 +268,7 @@ async fn nats_server_down_for_thirty_seconds_mid_run_loses_and_repeats_nothing()
     let input = readings();
     let (first, rest) = input.split_at(2400);
     publish(&js, first).await;
-    wait_until(Duration::from_secs(30), "some acked", || {
-        let stats = stats.clone();
-        async move { Stats::get(&stats.acked) >= 1000 }
-    })
-    .await;
+    wait_for_count(&stats, "some acked", 1000, |s| &s.acked).await;
     server.server.stop(); // SIGKILL: the store is kept
     let down = std::time::Instant::now();
     wait_until(Duration::from_secs(40), "30 s of outage", || async { down.elapsed() >= Duration::from_secs(30) }).await;

@@ -321,3 +321,17 @@ pub async fn sql(location: &stator_engine::archive::ArchiveLocation, sql: &str) 
     }
     rows
 }
+
+/// Waits until the counter `of` the worker's stats reaches `at_least`.
+pub async fn wait_for_count(
+    stats: &Arc<Stats>,
+    what: &str,
+    at_least: u64,
+    of: fn(&Stats) -> &std::sync::atomic::AtomicU64,
+) {
+    wait_until(Duration::from_secs(30), what, || {
+        let stats = stats.clone();
+        async move { Stats::get(of(&stats)) >= at_least }
+    })
+    .await;
+}

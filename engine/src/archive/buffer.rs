@@ -128,10 +128,10 @@ impl Sink {
 
     fn raw_buffer(&mut self, fields: &[&str], subject: &str, t_ms: i64, now: Instant) -> (&mut Buffer, u32) {
         let table = self.raw_table.unwrap_or(Table::Readings);
-        let (_, site) = self.layout.split(fields);
+        let site = self.layout.site(fields);
         let buffer = self.raw.entry(Partition::of(site, t_ms)).or_insert_with(|| Buffer::new(table, now));
         let layout = &self.layout;
-        let key = buffer.keys.intern(subject, || layout.split(fields).0);
+        let key = buffer.keys.intern(subject, || layout.columns_of(fields));
         (buffer, key)
     }
 

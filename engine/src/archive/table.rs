@@ -84,16 +84,20 @@ impl Layout {
         Self { columns, column_of_field, site_field, sort_column }
     }
 
-    /// The column values of a message from its subject fields (template order), and its site.
-    pub fn split<'a>(&self, fields: &[&'a str]) -> (Vec<Option<String>>, &'a str) {
+    /// The site of a message from its subject fields (template order).
+    pub fn site<'a>(&self, fields: &[&'a str]) -> &'a str {
+        self.site_field.and_then(|i| fields.get(i).copied()).unwrap_or(NO_SITE)
+    }
+
+    /// The column values of a message from its subject fields (template order).
+    pub fn columns_of(&self, fields: &[&str]) -> Vec<Option<String>> {
         let mut values = vec![None; self.columns.len()];
         for (field, column) in fields.iter().zip(&self.column_of_field) {
             if let Some(c) = column {
                 values[*c] = Some((*field).to_owned());
             }
         }
-        let site = self.site_field.and_then(|i| fields.get(i).copied()).unwrap_or(NO_SITE);
-        (values, site)
+        values
     }
 
     /// The column values and site of a window key (`names` are the key's field names).

@@ -93,7 +93,7 @@ impl Writer {
         loop {
             match self.drop_archived(&dir, &mut roll).await {
                 Ok(()) => break,
-                Err(e) => retry(&e, abort, &mut backoff).await?,
+                Err(e) => retry(e, abort, &mut backoff).await?,
             }
         }
         let skipped = before - roll.rows.len();
@@ -124,7 +124,7 @@ impl Writer {
         let payload = PutPayload::from_bytes(encoded.bytes.clone());
         let mut backoff = Duration::from_millis(100);
         while let Err(e) = self.location.store.put(&object, payload.clone()).await {
-            retry(&ArchiveError::Store(e), abort, &mut backoff).await?;
+            retry(ArchiveError::Store(e), abort, &mut backoff).await?;
         }
         tracing::debug!(pipeline = %self.pipeline, path, rows = encoded.rows, bytes = encoded.bytes.len(), "archive file committed");
         Ok(Committed { path: Some(path), skipped, rows: encoded.rows, bytes: encoded.bytes.len() })
@@ -241,9 +241,9 @@ impl Writer {
 }
 
 /// Waits out `backoff` (doubling it, up to 10 s) after a retryable error, or gives up.
-async fn retry(e: &ArchiveError, abort: &watch::Receiver<bool>, backoff: &mut Duration) -> Result<(), ArchiveError> {
+async fn retry(e: ArchiveError, abort: &watch::Receiver<bool>, backoff: &mut Duration) -> Result<(), ArchiveError> {
     if matches!(e, ArchiveError::Encode(_) | ArchiveError::Aborted) {
-        return Err(ArchiveError::Encode(e.to_string()));
+        return Err(e);
     }
     tracing::warn!(error = %e, retry_in = ?*backoff, "archive write failed; retrying");
     let mut abort = abort.clone();

@@ -593,7 +593,9 @@ impl Worker {
             commit.features.push(output::features(&pipeline, subject, w));
         }
         let archived = self.archive.as_ref().is_some_and(Sink::archives_windows);
-        let key_name = format!("{}.{}", spec.name, w.key.join("."));
+        // The archive's interning name of the window key; only built when window rows are
+        // archived (this runs for every closed window).
+        let key_name = if archived { format!("{}.{}", spec.name, w.key.join(".")) } else { String::new() };
         let window_key = WindowKey { name: &key_name, names: &spec.key, values: &w.key, start_ms: w.start_ms };
         let at = |id: String| WindowRef {
             key: 0,
