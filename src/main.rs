@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use stator::demo::{self, DemoOptions};
 use stator::simulate::{self, PlantSpec};
 use stator_engine::config::{self, ConfigError};
-use stator_engine::worker::{self, RunMode, Stats};
+use stator_engine::observe::{self, Metrics};
+use stator_engine::worker::{self, RunMode};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -51,6 +52,10 @@ enum Command {
         /// Stop once the stream is drained (close all windows, commit, exit).
         #[arg(long)]
         drain: bool,
+        /// Serve /metrics (Prometheus), /healthz, /readyz and /status on this address, e.g.
+        /// 127.0.0.1:9464 (port 0 picks a free one; the log says which).
+        #[arg(long, env = "STATOR_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check pipeline files; prints every problem with file, line and column.
     Validate {
@@ -176,7 +181,9 @@ fn init_logging(format: LogFormat) {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { files } => Ok(validate(&files)),
-        Command::Run { files, drain } => run(&files, if drain { RunMode::Drain } else { RunMode::Follow }).await,
+        Command::Run { files, drain, listen } => {
+            run(&files, if drain { RunMode::Drain } else { RunMode::Follow }, listen).await
+        }
         Command::Simulate {
             url,
             sites,
@@ -310,7 +317,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
+async fn run(files: &[PathBuf], mode: RunMode, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
     let mut pipelines = Vec::new();
     let mut errors = Vec::new();
     for file in files {
@@ -328,12 +335,27 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
         anyhow::bail!("pipeline files have errors:\n{}", errors.join("\n"));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let stats: Vec<_> = pipelines.iter().map(|p| metrics.pipeline(&p.name)).collect();
+    let http = match listen {
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(address = %local, "serving /metrics, /healthz, /readyz and /status on http://{local}");
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(observe::serve(listener, metrics.clone(), shutdown)))
+        }
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for pipeline in pipelines {
+    for (pipeline, stats) in pipelines.into_iter().zip(stats) {
         let client = stator_engine::source::connect(&pipeline.source)
             .await
             .with_context(|| format!("connecting to {}", pipeline.source.url))?;
-        let stats = Arc::new(Stats::default());
         tasks.spawn(worker::run(Arc::new(pipeline), client, stop_rx.clone(), stats, mode));
     }
     let signals = tokio::spawn(async move {
@@ -356,6 +378,9 @@ async fn run(files: &[PathBuf], mode: RunMode) -> anyhow::Result<ExitCode> {
         }
     }
     signals.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod config;
 pub mod features;
 pub mod machine;
+pub mod observe;
 pub mod query;
 pub mod sink;
 pub mod source;

@@ -203,6 +203,10 @@ async fn thirty_seconds_without_the_object_store_lose_nothing_redeliver_nothing_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(most_held >= 900, "the worker filled its window: {most_held}");
+    let readyz = format!("{}/readyz", worker.http);
+    let (code, body) = http_get(&readyz).await;
+    assert_eq!(code, 503, "not ready while the store is down: {body}");
+    assert!(body.contains("the archive's object store is failing"), "{body}");
     // The rest waits in the stream, not in the worker's memory.
     let fetched = Stats::get(&stats.fetched);
     assert!(fetched < input.len() as u64, "it stopped fetching: {fetched} of {}", input.len());
@@ -215,6 +219,7 @@ async fn thirty_seconds_without_the_object_store_lose_nothing_redeliver_nothing_
         || async { sql(&loc, "SELECT count(*), count(DISTINCT _seq), max(_seq) FROM readings").await.remove(0) };
     wait_until(Duration::from_secs(60), "every reading archived", || async { counts().await[0] == n.to_string() })
         .await;
+    wait_until(Duration::from_secs(20), "ready again", || async { http_get(&readyz).await.0 == 200 }).await;
     assert_eq!(Stats::get(&stats.redelivered), 0, "in-progress acks kept every held message");
     worker.stop().await;
     let last = published.iter().max().unwrap();

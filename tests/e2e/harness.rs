@@ -10,6 +10,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use stator::nats_server::{NatsServer, ServerConfig};
 use stator_engine::config::{self, Pipeline};
+use stator_engine::observe::{self, Counter, Metrics};
 use stator_engine::worker::{self, RunMode, Stats, WorkerError};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -147,15 +148,24 @@ pub struct RunningWorker {
     stop: watch::Sender<bool>,
     pub task: JoinHandle<Result<(), WorkerError>>,
     pub stats: Arc<Stats>,
+    /// Base URL of its HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, `/status`).
+    pub http: String,
 }
 
 impl RunningWorker {
     pub async fn start(pipeline: &Pipeline, url: &str, mode: RunMode) -> Self {
         let client = stator::connect(url).await.expect("connect");
         let (stop, rx) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
+        let metrics = Arc::new(Metrics::default());
+        let stats = metrics.pipeline(&pipeline.name);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = format!("http://{}", listener.local_addr().expect("address"));
+        let mut http_stop = rx.clone();
+        tokio::spawn(observe::serve(listener, metrics, async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        }));
         let task = tokio::spawn(worker::run(Arc::new(pipeline.clone()), client, rx, stats.clone(), mode));
-        Self { stop, task, stats }
+        Self { stop, task, stats, http }
     }
 
     /// Signals a clean stop and waits for it.
@@ -327,11 +337,24 @@ pub async fn wait_for_count(
     stats: &Arc<Stats>,
     what: &str,
     at_least: u64,
-    of: fn(&Stats) -> &std::sync::atomic::AtomicU64,
+    of: fn(&Stats) -> &Counter,
 ) {
     wait_until(Duration::from_secs(30), what, || {
         let stats = stats.clone();
         async move { Stats::get(of(&stats)) >= at_least }
     })
     .await;
+}
+
+/// GETs `url`: (status code, body).
+pub async fn http_get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The value of one sample in an OpenMetrics text exposition: `name` with its labels as
+/// written, e.g. `stator_messages_acked_total{pipeline="p"}`.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }

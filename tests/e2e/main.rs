@@ -7,6 +7,7 @@ mod archive;
 mod dead_letters;
 mod faults;
 mod harness;
+mod observe;
 mod pipelines;
 mod recovery;
 mod security;

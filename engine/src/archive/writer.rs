@@ -16,6 +16,7 @@ use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use super::buffer::Roll;
@@ -74,12 +75,26 @@ pub struct Writer {
     stream: String,
     layout: Layout,
     listed: HashMap<String, Listed>,
+    available: Gauge,
 }
 
 impl Writer {
     /// A writer for `pipeline` reading `stream`.
     pub fn new(location: ArchiveLocation, pipeline: &str, stream: &str, layout: Layout) -> Self {
-        Self { location, pipeline: pipeline.to_owned(), stream: stream.to_owned(), layout, listed: HashMap::new() }
+        Self {
+            location,
+            pipeline: pipeline.to_owned(),
+            stream: stream.to_owned(),
+            layout,
+            listed: HashMap::new(),
+            available: Gauge::default(),
+        }
+    }
+
+    /// Reports on `available` (1, or 0 while writes fail and are retried).
+    pub fn with_health(mut self, available: Gauge) -> Self {
+        self.available = available;
+        self
     }
 
     /// Commits `roll`, retrying store errors with backoff until `abort` turns true.
@@ -93,9 +108,10 @@ impl Writer {
         loop {
             match self.drop_archived(&dir, &mut roll).await {
                 Ok(()) => break,
-                Err(e) => retry(e, abort, &mut backoff).await?,
+                Err(e) => retry(e, abort, &mut backoff, &self.available).await?,
             }
         }
+        self.available.set(1);
         let skipped = before - roll.rows.len();
         if roll.rows.is_empty() {
             return Ok(Committed { path: None, skipped, rows: 0, bytes: 0 });
@@ -124,8 +140,9 @@ impl Writer {
         let payload = PutPayload::from_bytes(encoded.bytes.clone());
         let mut backoff = Duration::from_millis(100);
         while let Err(e) = self.location.store.put(&object, payload.clone()).await {
-            retry(ArchiveError::Store(e), abort, &mut backoff).await?;
+            retry(ArchiveError::Store(e), abort, &mut backoff, &self.available).await?;
         }
+        self.available.set(1);
         tracing::debug!(pipeline = %self.pipeline, path, rows = encoded.rows, bytes = encoded.bytes.len(), "archive file committed");
         Ok(Committed { path: Some(path), skipped, rows: encoded.rows, bytes: encoded.bytes.len() })
     }
@@ -241,10 +258,16 @@ impl Writer {
 }
 
 /// Waits out `backoff` (doubling it, up to 10 s) after a retryable error, or gives up.
-async fn retry(e: ArchiveError, abort: &watch::Receiver<bool>, backoff: &mut Duration) -> Result<(), ArchiveError> {
+async fn retry(
+    e: ArchiveError,
+    abort: &watch::Receiver<bool>,
+    backoff: &mut Duration,
+    available: &Gauge,
+) -> Result<(), ArchiveError> {
     if matches!(e, ArchiveError::Encode(_) | ArchiveError::Aborted) {
         return Err(e);
     }
+    available.set(0);
     tracing::warn!(error = %e, retry_in = ?*backoff, "archive write failed; retrying");
     let mut abort = abort.clone();
     tokio::select! {

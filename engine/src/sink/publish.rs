@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 /// One message to publish.
@@ -21,6 +22,8 @@ pub struct Outbound {
     pub headers: HeaderMap,
     /// Payload.
     pub payload: Bytes,
+    /// Event time it speaks for (a window's end), Unix ms; 0 when none.
+    pub event_ms: i64,
 }
 
 /// Publishes outputs, remembering which subjects a stream captures.
@@ -28,6 +31,7 @@ pub struct Outbound {
 pub struct Publisher {
     js: jetstream::Context,
     captured: HashMap<String, (bool, std::time::Instant)>,
+    available: Gauge,
 }
 
 /// How long "no stream captures this subject" is believed before asking again (a stream may
@@ -44,7 +48,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl Publisher {
     /// A publisher over `js`.
     pub fn new(js: jetstream::Context) -> Self {
-        Self { js, captured: HashMap::new() }
+        Self { js, captured: HashMap::new(), available: Gauge::default() }
+    }
+
+    /// Reports on `available` (1, or 0 while publishing fails and is retried).
+    pub fn with_health(mut self, available: Gauge) -> Self {
+        self.available = available;
+        self
     }
 
     /// Publishes `out` and waits until it is durable (or, for an uncaptured subject, flushed).
@@ -56,8 +66,12 @@ impl Publisher {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.try_publish(out).await {
-                Ok(duplicate) => return Ok(duplicate),
+                Ok(duplicate) => {
+                    self.available.set(1);
+                    return Ok(duplicate);
+                }
                 Err(e) => {
+                    self.available.set(0);
                     tracing::warn!(subject = %out.subject, error = %e, retry_in = ?backoff, "publish failed");
                     if *stop.borrow() {
                         return Err(ShuttingDown);

@@ -92,6 +92,11 @@ impl<P: Pane> WindowOperator<P> {
         self.keys.get(key).map_or(i64::MIN, |k| k.max_event.saturating_sub(self.lateness))
     }
 
+    /// The newest watermark over every key (Unix ms), `None` before any input.
+    pub fn newest_watermark(&self) -> Option<i64> {
+        self.keys.values().map(|k| k.max_event.saturating_sub(self.lateness)).max()
+    }
+
     /// Number of open windows over all keys.
     pub fn open_windows(&self) -> usize {
         self.keys.values().map(|k| k.panes.len()).sum()

@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, AckKind, kv, message::Acker};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::stats::Stats;
+use crate::observe::Stats;
 use crate::archive::{Roll, Writer};
 use crate::sink::{Outbound, Publisher};
 
@@ -112,6 +112,15 @@ impl Commit {
     }
 }
 
+/// How long an archive commit may take before the store counts as unavailable.
+const SLOW_COMMIT: Duration = Duration::from_secs(10);
+
+/// Seconds from an event time (Unix ms) to now; 0 when the clock is behind it.
+pub(crate) fn seconds_since(event_ms: i64) -> f64 {
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    ((now_ms - i128::from(event_ms)).max(0) as f64) / 1000.0
+}
+
 /// Where the committer makes things durable.
 pub(crate) struct Sinks {
     pub(crate) publisher: Publisher,
@@ -142,14 +151,32 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
     for out in &c.alerts {
         match publisher.publish(out, abort).await {
             Ok(true) => Stats::add(&stats.alerts_duplicate, 1),
-            Ok(false) => Stats::add(&stats.alerts_published, 1),
+            Ok(false) => {
+                Stats::add(&stats.alerts_published, 1);
+                stats.alert_latency.observe(seconds_since(out.event_ms));
+                stats.alert_confirmed(&out.subject, &out.payload);
+            }
             Err(_) => return false,
         }
     }
     for roll in c.files {
         let Some(writer) = archive.as_mut() else { continue };
-        match writer.commit(roll, abort).await {
+        let started = Instant::now();
+        let committing = writer.commit(roll, abort);
+        tokio::pin!(committing);
+        // A store that hangs fails no request for a long while: call it unavailable once a
+        // commit takes this long (the writer marks it available again when one succeeds).
+        let result = tokio::select! {
+            r = &mut committing => r,
+            _ = tokio::time::sleep(SLOW_COMMIT) => {
+                stats.archive_available.set(0);
+                tracing::warn!(after = ?SLOW_COMMIT, "archive commit is slow; still trying");
+                committing.await
+            }
+        };
+        match result {
             Ok(file) => {
+                stats.archive_commit_latency.observe(started.elapsed().as_secs_f64());
                 Stats::add(&stats.archive_files, u64::from(file.path.is_some()));
                 Stats::add(&stats.archive_rows, file.rows as u64);
                 Stats::add(&stats.archive_bytes, file.bytes as u64);

@@ -19,7 +19,6 @@
 mod commit;
 pub mod output;
 mod route;
-mod stats;
 
 pub use route::WindowResult;
 
@@ -32,7 +31,7 @@ use futures::StreamExt;
 use rangemap::RangeInclusiveSet;
 use tokio::sync::{mpsc, watch};
 
-pub use stats::Stats;
+pub use crate::observe::Stats;
 
 use crate::alert::{self, RuleState};
 use crate::archive::{self, Arrival, Layout, Sink, Table, WindowKey, WindowRef};
@@ -139,6 +138,10 @@ pub async fn run(
     let (consumer, info) = crate::source::bind(&js, &pipeline)
         .await
         .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
+    let _ = stats.source.set(crate::observe::SourceInfo {
+        stream: pipeline.source.stream.clone(),
+        durable: pipeline.source.durable.clone(),
+    });
     let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
     let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
     let (machines, machine_updates) = match &pipeline.machine_config_bucket {
@@ -191,7 +194,8 @@ pub async fn run(
             };
             check_roll(&pipeline, spec, &info.config);
             tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
-            let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone());
+            let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone())
+                .with_health(stats.archive_available.clone());
             (Some(Sink::new(spec.clone(), layout, raw)), Some(writer))
         }
         None => (None, None),
@@ -200,9 +204,13 @@ pub async fn run(
     worker.max_ack_pending = usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let sinks =
-        Sinks { publisher: Publisher::new(js.clone()), store, archive: writer, awaiting: worker.awaiting.clone() };
-    let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats));
+    let publisher = Publisher::new(js.clone()).with_health(stats.outputs_available.clone());
+    let sinks = Sinks { publisher, store, archive: writer, awaiting: worker.awaiting.clone() };
+    let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats.clone()));
+    for up in [&stats.nats_connected, &stats.archive_available, &stats.outputs_available, &stats.consumer_bound] {
+        up.set(1);
+    }
+    let monitor = tokio::spawn(monitor(client.clone(), consumer.clone(), stats.clone()));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     // JetStream gives up on a message after max_deliver deliveries and says so in an
@@ -227,6 +235,8 @@ pub async fn run(
         }
     };
     worker.nak_inflight().await;
+    monitor.abort();
+    stats.consumer_bound.set(0);
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
     result
@@ -250,6 +260,28 @@ fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: 
             ack_wait = ?consumer.ack_wait,
             "roll_age is not shorter than the consumer's ack_wait: buffered messages are kept from redelivery only by in-progress acks"
         );
+    }
+}
+
+/// Keeps the connection and consumer gauges current: the connection every second, the
+/// consumer's lag every five (polled from JetStream, with a timeout so that an unreachable
+/// server does not stall it).
+async fn monitor(client: async_nats::Client, mut consumer: PullConsumer, stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tick.tick().await;
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        stats.nats_connected.set(i64::from(connected));
+        if !connected || n % 5 != 0 {
+            continue;
+        }
+        if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), consumer.info()).await {
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            stats.consumer_pending.set(gauge(info.num_pending));
+            stats.consumer_ack_pending.set(gauge(info.num_ack_pending as u64));
+            stats.consumer_ack_floor.set(gauge(info.ack_floor.stream_sequence));
+        }
     }
 }
 
@@ -344,6 +376,7 @@ impl Worker {
                         let now = Instant::now();
                         self.keep_alive(now).await;
                         self.close_windows(now, &mut commit);
+                        self.note_watermark();
                         if mode == RunMode::Drain && self.drained(&mut consumer).await {
                             self.flush(&mut commit);
                             commit.confirm = true;
@@ -444,6 +477,8 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(pipeline = %self.pipeline.name, seq, reason = e.code, "dead letter");
+                self.stats.decode_error(e.code);
+                self.stats.dead_letter(e.code);
                 let out = output::dead_letter(
                     &self.pipeline,
                     origin,
@@ -460,6 +495,7 @@ impl Worker {
         };
         if let Some(detail) = late {
             Stats::add(&self.stats.late, 1);
+            self.stats.dead_letter("late");
             let out =
                 output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), "late", &detail);
             commit.dead_letters.push(out);
@@ -587,6 +623,7 @@ impl Worker {
 
     fn on_closed(&mut self, w: &WindowResult, now: Instant, commit: &mut Commit) {
         Stats::add(&self.stats.windows_closed, 1);
+        self.stats.window_close_latency.observe(commit::seconds_since(w.end_ms));
         let pipeline = self.pipeline.clone();
         let spec = &pipeline.windows[w.window];
         if let Some(subject) = &spec.publish {
@@ -688,6 +725,7 @@ impl Worker {
         tracing::warn!(pipeline = %self.pipeline.name, seq = a.stream_seq, deliveries = a.deliveries, "message past max_deliver dead-lettered");
         let origin = Origin { stream: &self.pipeline.source.stream, seq: a.stream_seq, subject: msg.subject.as_str() };
         let detail = format!("delivered {} times without being acknowledged (max_deliver)", a.deliveries);
+        self.stats.dead_letter("max_deliver");
         let out = output::dead_letter(&self.pipeline, origin, Some(&msg.headers), msg.payload, "max_deliver", &detail);
         commit.dead_letters.push(out);
     }
@@ -697,6 +735,8 @@ impl Worker {
             machine::Update::Set(m, c) => {
                 tracing::info!(pipeline = %self.pipeline.name, machine = %m, revision = c.revision, "machine config changed");
                 Stats::add(&self.stats.config_updates, 1);
+                let revision = i64::try_from(c.revision).unwrap_or(i64::MAX);
+                self.stats.config_revision.set(self.stats.config_revision.get().max(revision));
                 self.machines.insert(m, *c);
             }
             machine::Update::Removed(m) => {
@@ -725,6 +765,15 @@ impl Worker {
         let inflight = self.inflight.keys().max().copied().unwrap_or(0);
         let done = self.done.iter().next_back().map_or(0, |r| *r.end());
         inflight.max(done)
+    }
+
+    /// Sets the watermark lag gauge: wall clock minus the newest watermark of the window spec
+    /// furthest behind.
+    fn note_watermark(&self) {
+        let watermark = self.ops.iter().filter_map(Op::newest_watermark).min();
+        if let Some(w) = watermark {
+            self.stats.watermark_lag.set(commit::seconds_since(w));
+        }
     }
 
     /// Closes every open window (end of a drain).

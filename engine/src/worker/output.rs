@@ -102,6 +102,7 @@ pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64
         msg_id,
         headers,
         payload: Bytes::from(serde_json::to_vec(&event).unwrap_or_default()),
+        event_ms: w.end_ms,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn dead_letter(
         msg_id: format!("{}.dlq.{}.{}", pipeline.name, origin.stream, origin.seq),
         headers,
         payload,
+        event_ms: 0,
     }
 }
 
@@ -194,5 +196,6 @@ pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w
         msg_id: features_id(pipeline, w),
         headers: HeaderMap::new(),
         payload: Bytes::from(body.to_string()),
+        event_ms: w.end_ms,
     }
 }

@@ -107,6 +107,14 @@ impl Op {
         }
     }
 
+    /// The newest watermark over every key (Unix ms), `None` before any input.
+    pub(crate) fn newest_watermark(&self) -> Option<i64> {
+        match self {
+            Op::Scalar(op) => op.newest_watermark(),
+            Op::Wave(op, _) => op.newest_watermark(),
+        }
+    }
+
     /// Adds a decoded message to its windows; returns how many took it.
     pub(crate) fn add(
         &mut self,

@@ -1,0 +1,9 @@
+//! What a running worker tells its operators: Prometheus metrics, health and status over
+//! HTTP (`/metrics`, `/healthz`, `/readyz`, `/status`).
+
+mod http;
+mod stats;
+
+pub use http::{Health, HealthStatus, PipelineHealth, PipelineStatus, serve};
+pub use prometheus_client::metrics::counter::Counter;
+pub use stats::{Metrics, PipelineLabel, ReasonLabels, RecentAlert, Seconds, SourceInfo, Stats};

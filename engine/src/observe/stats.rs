@@ -1,0 +1,315 @@
+//! The metrics of a running pipeline: Prometheus counters, gauges and histograms labelled by
+//! pipeline, shared with the HTTP endpoints, the CLI and the tests.
+//!
+//! Every metric is declared once in [`pipeline_metrics!`]: its field in [`Stats`], its family
+//! in the process-wide registry, its Prometheus name and help text.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, OnceLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A gauge in seconds.
+pub type Seconds = Gauge<f64, AtomicU64>;
+
+/// The label every pipeline metric carries.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabel {
+    /// Pipeline name.
+    pub pipeline: String,
+}
+
+/// Labels of the per-reason counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Dead-letter reason code (`invalid_json`, `late`, `max_deliver`, ...).
+    pub reason: String,
+}
+
+/// How a metric of the declaration below is made.
+trait Make {
+    fn make() -> Self;
+}
+
+impl Make for Counter {
+    fn make() -> Self {
+        Counter::default()
+    }
+}
+
+impl Make for Gauge {
+    fn make() -> Self {
+        Gauge::default()
+    }
+}
+
+impl Make for Seconds {
+    fn make() -> Self {
+        Seconds::default()
+    }
+}
+
+impl Make for Histogram {
+    /// 5 ms to ~45 min, doubling: covers a commit to an object store and an alert raised on a
+    /// 10-minute window with its lateness.
+    fn make() -> Self {
+        Histogram::new(exponential_buckets(0.005, 2.0, 20))
+    }
+}
+
+/// Alerts kept for `stator status`.
+const RECENT_ALERTS: usize = 20;
+
+/// An alert transition confirmed by the server, as `stator status` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RecentAlert {
+    /// Subject it was published on.
+    pub subject: String,
+    /// Its payload (the alert JSON).
+    pub alert: serde_json::Value,
+}
+
+/// Where a pipeline reads from, once bound.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SourceInfo {
+    /// Stream name.
+    pub stream: String,
+    /// Durable consumer name.
+    pub durable: String,
+}
+
+macro_rules! pipeline_metrics {
+    ($( $(#[doc = $doc:literal])+ $field:ident: $kind:ty = $name:literal, )*) => {
+        /// Metrics of one pipeline run.
+        #[derive(Debug)]
+        pub struct Stats {
+            $( $(#[doc = $doc])+ pub $field: $kind, )*
+            /// Pipeline name.
+            pub pipeline: String,
+            /// Stream and consumer, once bound.
+            pub source: OnceLock<SourceInfo>,
+            dead_letter_reasons: Family<ReasonLabels, Counter>,
+            decode_error_reasons: Family<ReasonLabels, Counter>,
+            recent_alerts: Mutex<VecDeque<RecentAlert>>,
+        }
+
+        /// The families of every pipeline's metrics, registered once per process.
+        #[derive(Debug)]
+        struct Families {
+            $( $field: Family<PipelineLabel, $kind, fn() -> $kind>, )*
+            dead_letter_reasons: Family<ReasonLabels, Counter>,
+            decode_error_reasons: Family<ReasonLabels, Counter>,
+        }
+
+        impl Families {
+            fn new() -> Self {
+                Self {
+                    $( $field: Family::new_with_constructor(<$kind as Make>::make as fn() -> $kind), )*
+                    dead_letter_reasons: Family::default(),
+                    decode_error_reasons: Family::default(),
+                }
+            }
+
+            fn register(&self, registry: &mut Registry) {
+                $( registry.register(concat!("stator_", $name), concat!($($doc),+).trim(), self.$field.clone()); )*
+                registry.register(
+                    "stator_dead_letters",
+                    "Messages dead-lettered, by reason (counted when refused).",
+                    self.dead_letter_reasons.clone(),
+                );
+                registry.register(
+                    "stator_decode_errors",
+                    "Messages the decoder or its checks refused, by reason.",
+                    self.decode_error_reasons.clone(),
+                );
+            }
+
+            fn stats(&self, pipeline: &str) -> Stats {
+                let label = PipelineLabel { pipeline: pipeline.to_owned() };
+                Stats {
+                    $( $field: self.$field.get_or_create(&label).clone(), )*
+                    pipeline: pipeline.to_owned(),
+                    source: OnceLock::new(),
+                    dead_letter_reasons: self.dead_letter_reasons.clone(),
+                    decode_error_reasons: self.decode_error_reasons.clone(),
+                    recent_alerts: Mutex::default(),
+                }
+            }
+        }
+    };
+}
+
+pipeline_metrics! {
+    /// Messages received from the consumer.
+    fetched: Counter = "messages_fetched",
+    /// Messages that were redeliveries.
+    redelivered: Counter = "messages_redelivered",
+    /// Messages acknowledged.
+    acked: Counter = "messages_acked",
+    /// In-progress acks sent (messages kept from redelivery while they wait).
+    in_progress: Counter = "messages_in_progress_acked",
+    /// Messages NAKed (at shutdown, for prompt redelivery).
+    naked: Counter = "messages_naked",
+    /// Messages terminated after dead-lettering.
+    terminated: Counter = "messages_terminated",
+    /// Dead letters published.
+    dead_letters: Counter = "dead_letters_published",
+    /// Readings that arrived after their window closed.
+    late: Counter = "late_readings",
+    /// Windows closed.
+    windows_closed: Counter = "windows_closed",
+    /// Alert transitions confirmed by the server (new, not duplicates).
+    alerts_published: Counter = "alerts_published",
+    /// Alert transitions the stream reported as duplicates.
+    alerts_duplicate: Counter = "alerts_duplicate",
+    /// Feature records published.
+    features_published: Counter = "features_published",
+    /// Machine config changes applied.
+    config_updates: Counter = "machine_config_updates",
+    /// Invalid machine config documents ignored.
+    config_errors: Counter = "machine_config_errors",
+    /// Times the consumer was found gone and created again.
+    consumer_rebinds: Counter = "consumer_rebinds",
+    /// Ticks spent waiting for the committer (a slow or unreachable sink) instead of fetching.
+    backpressure_ticks: Counter = "backpressure_ticks",
+    /// Archive files handed to the committer.
+    archive_rolls: Counter = "archive_rolls",
+    /// Archive files committed.
+    archive_files: Counter = "archive_files",
+    /// Archive rows committed.
+    archive_rows: Counter = "archive_rows",
+    /// Archive bytes committed.
+    archive_bytes: Counter = "archive_bytes",
+    /// Archive rows skipped because an earlier run had committed them.
+    archive_skipped: Counter = "archive_rows_skipped",
+    /// Messages the consumer has not delivered yet (JetStream num_pending, polled).
+    consumer_pending: Gauge = "consumer_pending_messages",
+    /// Messages delivered and not yet acknowledged (JetStream num_ack_pending, polled).
+    consumer_ack_pending: Gauge = "consumer_ack_pending_messages",
+    /// Stream sequence below which every message is acknowledged (the ack floor, polled).
+    consumer_ack_floor: Gauge = "consumer_ack_floor_sequence",
+    /// Wall clock minus the pipeline's newest watermark (event time), seconds.
+    watermark_lag: Seconds = "watermark_lag_seconds",
+    /// Wall clock at a window's close minus the window's end (event time), seconds.
+    window_close_latency: Histogram = "window_close_latency_seconds",
+    /// Event time (window end) to the server's PubAck of the alert transition, seconds.
+    alert_latency: Histogram = "alert_latency_seconds",
+    /// Time to commit one archive file to the object store (retries included), seconds.
+    archive_commit_latency: Histogram = "archive_commit_seconds",
+    /// KV revision of the newest machine config in force (0: none).
+    config_revision: Gauge = "machine_config_revision",
+    /// 1 once the pipeline is bound to its consumer.
+    consumer_bound: Gauge = "consumer_bound",
+    /// 1 while the NATS connection is up.
+    nats_connected: Gauge = "nats_connected",
+    /// 0 while archive writes are failing and being retried.
+    archive_available: Gauge = "archive_available",
+    /// 0 while publishing alerts, features or dead letters is failing and being retried.
+    outputs_available: Gauge = "outputs_available",
+}
+
+impl Default for Stats {
+    /// Metrics not registered anywhere (tests, benchmarks, one-off runs).
+    fn default() -> Self {
+        Families::new().stats("")
+    }
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
+    }
+
+    /// Counts a dead letter by reason.
+    pub fn dead_letter(&self, reason: &str) {
+        self.dead_letter_reasons.get_or_create(&self.reason(reason)).inc();
+    }
+
+    /// Counts a message refused by the decoder or its checks.
+    pub fn decode_error(&self, reason: &str) {
+        self.decode_error_reasons.get_or_create(&self.reason(reason)).inc();
+    }
+
+    /// Dead letters counted for `reason`.
+    pub fn dead_letters_for(&self, reason: &str) -> u64 {
+        self.dead_letter_reasons.get(&self.reason(reason)).map_or(0, |c| c.get())
+    }
+
+    fn reason(&self, reason: &str) -> ReasonLabels {
+        ReasonLabels { pipeline: self.pipeline.clone(), reason: reason.to_owned() }
+    }
+
+    /// Remembers an alert transition the server confirmed.
+    pub fn alert_confirmed(&self, subject: &str, payload: &[u8]) {
+        let alert = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
+        if let Ok(mut recent) = self.recent_alerts.lock() {
+            if recent.len() == RECENT_ALERTS {
+                recent.pop_front();
+            }
+            recent.push_back(RecentAlert { subject: subject.to_owned(), alert });
+        }
+    }
+
+    /// The newest confirmed alert transitions, oldest first.
+    pub fn recent_alerts(&self) -> Vec<RecentAlert> {
+        self.recent_alerts.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// The metrics of every pipeline in this process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    pipelines: Mutex<Vec<std::sync::Arc<Stats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let families = Families::new();
+        let mut registry = Registry::default();
+        families.register(&mut registry);
+        Self { registry, families, pipelines: Mutex::default() }
+    }
+}
+
+impl Metrics {
+    /// The metrics of a pipeline, registered under its name.
+    pub fn pipeline(&self, name: &str) -> std::sync::Arc<Stats> {
+        let stats = std::sync::Arc::new(self.families.stats(name));
+        stats.archive_available.set(1);
+        stats.outputs_available.set(1);
+        if let Ok(mut p) = self.pipelines.lock() {
+            p.push(stats.clone());
+        }
+        stats
+    }
+
+    /// Every registered pipeline's metrics.
+    pub fn pipelines(&self) -> Vec<std::sync::Arc<Stats>> {
+        self.pipelines.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,149 @@
+//! The worker's HTTP endpoints, scraped over HTTP while tests drive traffic: Prometheus
+//! metrics, health and readiness, status.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use stator_engine::observe::{Health, HealthStatus, PipelineStatus};
+use stator_engine::worker::RunMode;
+
+use crate::harness::*;
+
+fn series(name: &str) -> String {
+    format!("{name}{{pipeline=\"test-rms\"}}")
+}
+
+async fn scrape(worker: &RunningWorker) -> String {
+    let (code, body) = http_get(&format!("{}/metrics", worker.http)).await;
+    assert_eq!(code, 200);
+    body
+}
+
+async fn health(worker: &RunningWorker, path: &str) -> (u16, Health) {
+    let (code, body) = http_get(&format!("{}{path}", worker.http)).await;
+    (code, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+}
+
+/// Waits until the scraped value of `series` satisfies `check`.
+async fn wait_for_sample(worker: &RunningWorker, series: &str, check: impl Fn(f64) -> bool) {
+    wait_until(Duration::from_secs(30), series, || async {
+        sample(&scrape(worker).await, series).is_some_and(&check)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_follow_the_traffic_and_status_shows_the_alerts() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    wait_for_sample(&worker, &series("stator_consumer_bound"), |v| v == 1.0).await;
+    let before = scrape(&worker).await;
+    assert_eq!(sample(&before, &series("stator_messages_fetched_total")), Some(0.0), "{before}");
+    assert!(before.contains("# TYPE stator_alert_latency_seconds histogram"), "{before}");
+    assert!(before.ends_with("# EOF\n"), "OpenMetrics exposition ends with # EOF");
+
+    // Two windows of readings (the first over the warning level), one undecodable message,
+    // and a reading that closes the second window.
+    let r = |t_s: i64, v: f64| Reading::rms("munich", "cnc-001", T0 + t_s * 1000, v);
+    let readings: Vec<Reading> = (0..10).map(|s| r(s, 3.5)).chain((10..20).map(|s| r(s, 1.0))).collect();
+    publish(&js, &readings).await;
+    publish_raw(&js, "acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms", b"{not json").await;
+    let last = publish(&js, &[r(23, 1.0)]).await[0];
+
+    wait_for_sample(&worker, &series("stator_messages_fetched_total"), |v| v == 22.0).await;
+    wait_for_sample(&worker, &series("stator_messages_acked_total"), |v| v == 20.0).await;
+    let m = scrape(&worker).await;
+    let reason = |name: &str, reason: &str| format!("{name}{{pipeline=\"test-rms\",reason=\"{reason}\"}}");
+    assert_eq!(sample(&m, &reason("stator_dead_letters_total", "invalid_json")), Some(1.0), "{m}");
+    assert_eq!(sample(&m, &reason("stator_decode_errors_total", "invalid_json")), Some(1.0), "{m}");
+    assert_eq!(sample(&m, &series("stator_messages_terminated_total")), Some(1.0));
+    assert_eq!(sample(&m, &series("stator_windows_closed_total")), Some(2.0));
+    assert_eq!(sample(&m, &series("stator_window_close_latency_seconds_count")), Some(2.0));
+    assert_eq!(sample(&m, &series("stator_alerts_published_total")), Some(2.0), "raised, then cleared");
+    assert_eq!(sample(&m, &series("stator_alert_latency_seconds_count")), Some(2.0));
+    // The newest watermark is the newest reading (t = 23 s) less the 2 s lateness.
+    wait_for_sample(&worker, &series("stator_watermark_lag_seconds"), |v| v > 0.0).await;
+    let lag = sample(&scrape(&worker).await, &series("stator_watermark_lag_seconds")).unwrap();
+    let expected = (time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - (T0 + 21_000)) as f64 / 1000.0;
+    assert!((lag - expected).abs() < 30.0, "watermark lag {lag} s, expected about {expected} s");
+    // Consumer state is polled from JetStream: the open window's reading is unacknowledged.
+    wait_for_sample(&worker, &series("stator_consumer_ack_pending_messages"), |v| v == 1.0).await;
+    wait_for_sample(&worker, &series("stator_consumer_ack_floor_sequence"), |v| v == (last - 1) as f64).await;
+    assert_eq!(sample(&scrape(&worker).await, &series("stator_consumer_pending_messages")), Some(0.0));
+
+    let (code, body) = http_get(&format!("{}/status", worker.http)).await;
+    assert_eq!(code, 200);
+    let status: Vec<PipelineStatus> = serde_json::from_str(&body).unwrap();
+    assert_eq!(status.len(), 1);
+    let s = &status[0];
+    assert_eq!(s.source.as_ref().map(|s| s.durable.as_str()), Some("test-rms"));
+    assert_eq!((s.fetched, s.acked, s.dead_letters, s.alerts_published), (22, 20, 1, 2));
+    let states: Vec<&str> = s.recent_alerts.iter().map(|a| a.alert["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["warning", "cleared"]);
+    assert_eq!(s.recent_alerts[0].subject, "acme.munich.alert.vibration.cnc-001");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_flips_to_degraded_while_nats_is_down_and_back_when_it_returns() {
+    let mut server = TestServer::with_streams().await;
+    let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    wait_until(Duration::from_secs(20), "ready", || async { health(&worker, "/readyz").await.0 == 200 }).await;
+    let (_, h) = health(&worker, "/healthz").await;
+    assert_eq!((h.status, h.problems.len()), (HealthStatus::Ok, 0));
+
+    server.server.stop();
+    wait_until(Duration::from_secs(20), "degraded", || async { health(&worker, "/readyz").await.0 == 503 }).await;
+    let (code, h) = health(&worker, "/healthz").await;
+    assert_eq!(code, 200, "liveness holds: restarting would not bring NATS back");
+    assert_eq!(h.status, HealthStatus::Degraded);
+    assert_eq!(h.problems, ["pipeline `test-rms`: NATS is unreachable"]);
+    assert_eq!(sample(&scrape(&worker).await, &series("stator_nats_connected")), Some(0.0));
+
+    server.server.restart().expect("restart");
+    wait_until(Duration::from_secs(30), "ready again", || async { health(&worker, "/readyz").await.0 == 200 }).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn stator_run_serves_its_endpoints_on_the_listen_address() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
+    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg(&file)
+        .env("NATS_URL", server.url())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log names the address the worker bound.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.split("http://").nth(1) {
+                let _ = tx.send(at.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(20)).expect("the listen address in the log");
+    let base = format!("http://{address}");
+    wait_until(Duration::from_secs(20), "the reading fetched", || async {
+        let (_, m) = http_get(&format!("{base}/metrics")).await;
+        sample(&m, &series("stator_messages_fetched_total")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(http_get(&format!("{base}/readyz")).await.0, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
