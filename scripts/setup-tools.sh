@@ -47,3 +47,16 @@ else
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     --target .tools/py-readers duckdb pandas pyarrow polars
 fi
+
+# The official NATS JWT library, for the test that authenticates with a `.creds` file in an
+# operator-mode server (tests/tools/nats_creds.js), from npm. Set STATOR_NODE_PATH to use your own.
+NATS_JWT_VERSION="${NATS_JWT_VERSION:-0.0.11}"
+if [ -n "${STATOR_NODE_PATH:-}" ]; then
+  echo "using STATOR_NODE_PATH=$STATOR_NODE_PATH"
+elif grep -qs "\"version\": \"${NATS_JWT_VERSION}\"" .tools/npm/node_modules/@nats-io/jwt/package.json; then
+  :
+else
+  echo "installing @nats-io/jwt ${NATS_JWT_VERSION} (creds for the auth tests) into .tools/npm"
+  mkdir -p .tools/npm
+  npm install --silent --no-audit --no-fund --prefix .tools/npm "@nats-io/jwt@${NATS_JWT_VERSION}"
+fi

@@ -109,6 +109,35 @@ async fn an_nkey_seed_file_authenticates() {
     assert_eq!(alerts(&js).await.len(), 1);
 }
 
+#[tokio::test]
+async fn a_creds_file_authenticates_against_an_operator_mode_server() {
+    // Operator, accounts and user made by the official @nats-io/jwt library (setup-tools.sh
+    // installs it into .tools/npm).
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let node_path = std::env::var("STATOR_NODE_PATH").unwrap_or_else(|_| root.join(".tools/npm/node_modules").display().to_string());
+    let out = Command::new("node")
+        .arg(root.join("tests/tools/nats_creds.js"))
+        .arg(dir.path())
+        .env("NODE_PATH", node_path)
+        .output()
+        .expect("node (run `make setup`)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = TestServer::start(&String::from_utf8(out.stdout).unwrap());
+    let creds = dir.path().join("stator.creds");
+    assert!(
+        async_nats::connect(server.url()).await.is_err(),
+        "an operator-mode server refuses a client without credentials"
+    );
+
+    let text = with_source_lines(&format!("creds_file = \"{}\"", creds.display()));
+    let p = pipeline(&text, &server.url());
+    let js = plant_through(client_with(&p.source.auth, &server.url()).await).await;
+    let client = stator_engine::source::connect(&p.source).await.unwrap();
+    run_drained(&p, client).await;
+    assert_eq!(alerts(&js).await.len(), 1);
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
 fn certificates(dir: &Path) {
     let sh = |script: &str| {
