@@ -8,6 +8,8 @@ pub mod alert;
 pub mod archive;
 pub mod config;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod machine;
 pub mod observe;
 pub mod query;
