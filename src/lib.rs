@@ -6,6 +6,7 @@ pub mod nats_server;
 pub mod plant;
 pub mod s3_server;
 pub mod simulate;
+pub mod status;
 
 pub use stator_engine::worker::output::rfc3339_ms;
 

@@ -138,6 +138,16 @@ enum Command {
         /// The SQL query.
         sql: String,
     },
+    /// Show each pipeline's consumer, lag, watermark and recent alerts: from a running worker
+    /// (--worker, its --listen address) or from JetStream (pipeline files).
+    Status {
+        /// A running worker's HTTP address, e.g. http://127.0.0.1:9464.
+        #[arg(long, env = "STATOR_WORKER", conflicts_with = "files")]
+        worker: Option<String>,
+        /// Pipeline files, to ask JetStream directly.
+        #[arg(required_unless_present = "worker")]
+        files: Vec<PathBuf>,
+    },
     /// Run a self-contained demo: own nats-server, simulated plant, shipped pipeline.
     Demo {
         /// Working directory.
@@ -239,6 +249,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let location = stator_engine::archive::ArchiveLocation::open(&archive, &options)?;
             query(&location, format, explain, output.as_deref(), &sql).await
         }
+        Command::Status { worker, files } => {
+            let statuses = match worker {
+                Some(base) => stator::status::from_worker(&base).await?,
+                None => {
+                    let mut out = Vec::new();
+                    for file in &files {
+                        let loaded = config::load(file)?;
+                        out.push(stator::status::from_jetstream(&loaded.pipeline).await?);
+                    }
+                    out
+                }
+            };
+            print!("{}", stator::status::render(&statuses));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir, readings } => {
             demo::run(&DemoOptions { dir, readings }).await?;
             Ok(ExitCode::SUCCESS)
@@ -339,8 +364,7 @@ async fn run(files: &[PathBuf], mode: RunMode, listen: Option<std::net::SocketAd
     let stats: Vec<_> = pipelines.iter().map(|p| metrics.pipeline(&p.name)).collect();
     let http = match listen {
         Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
             let local = listener.local_addr()?;
             tracing::info!(address = %local, "serving /metrics, /healthz, /readyz and /status on http://{local}");
             let mut stop = stop_rx.clone();

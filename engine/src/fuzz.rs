@@ -75,7 +75,8 @@ pub fn subject(data: &[u8]) {
 pub fn pipeline_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let env = |name: &str| (name == "NATS_URL").then(|| "nats://127.0.0.1:4222".to_owned());
-    if let Err(crate::config::ConfigError::Invalid(errors)) = crate::config::load_str(Path::new("fuzz.toml"), text, &env)
+    if let Err(crate::config::ConfigError::Invalid(errors)) =
+        crate::config::load_str(Path::new("fuzz.toml"), text, &env)
     {
         let lines = text.lines().count().max(1);
         for e in &errors {

@@ -333,12 +333,7 @@ pub async fn sql(location: &stator_engine::archive::ArchiveLocation, sql: &str) 
 }
 
 /// Waits until the counter `of` the worker's stats reaches `at_least`.
-pub async fn wait_for_count(
-    stats: &Arc<Stats>,
-    what: &str,
-    at_least: u64,
-    of: fn(&Stats) -> &Counter,
-) {
+pub async fn wait_for_count(stats: &Arc<Stats>, what: &str, at_least: u64, of: fn(&Stats) -> &Counter) {
     wait_until(Duration::from_secs(30), what, || {
         let stats = stats.clone();
         async move { Stats::get(of(&stats)) >= at_least }
@@ -357,4 +352,25 @@ pub async fn http_get(url: &str) -> (u16, String) {
 /// written, e.g. `stator_messages_acked_total{pipeline="p"}`.
 pub fn sample(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
+/// Starts `stator run [args] p.toml` on `rms_pipeline` after publishing one reading (which
+/// its open window holds); stderr is piped. The temp dir holds the pipeline file.
+pub async fn stator_run_holding_one_reading(server: &TestServer, args: &[&str]) -> (std::process::Child, TempDir) {
+    let js = server.js().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).expect("pipeline file");
+    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+        .arg("run")
+        .args(args)
+        .arg(&file)
+        .env("NATS_URL", server.url())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stator run");
+    (child, dir)
 }

@@ -1,7 +1,6 @@
 //! The worker's HTTP endpoints, scraped over HTTP while tests drive traffic: Prometheus
 //! metrics, health and readiness, status.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use stator_engine::observe::{Health, HealthStatus, PipelineStatus};
@@ -26,10 +25,8 @@ async fn health(worker: &RunningWorker, path: &str) -> (u16, Health) {
 
 /// Waits until the scraped value of `series` satisfies `check`.
 async fn wait_for_sample(worker: &RunningWorker, series: &str, check: impl Fn(f64) -> bool) {
-    wait_until(Duration::from_secs(30), series, || async {
-        sample(&scrape(worker).await, series).is_some_and(&check)
-    })
-    .await;
+    wait_until(Duration::from_secs(30), series, || async { sample(&scrape(worker).await, series).is_some_and(&check) })
+        .await;
 }
 
 #[tokio::test]
@@ -43,6 +40,15 @@ async fn metrics_follow_the_traffic_and_status_shows_the_alerts() {
     assert_eq!(sample(&before, &series("stator_messages_fetched_total")), Some(0.0), "{before}");
     assert!(before.contains("# TYPE stator_alert_latency_seconds histogram"), "{before}");
     assert!(before.ends_with("# EOF\n"), "OpenMetrics exposition ends with # EOF");
+    // The Grafana dashboard shipped in docs/ plots only metrics the worker exposes.
+    let dashboard = include_str!("../../docs/grafana/stator-dashboard.json");
+    let names =
+        dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("stator_"));
+    for name in names {
+        let family = ["_total", "_bucket", "_count", "_sum"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        let declared = format!("# TYPE {family} ");
+        assert!(before.lines().any(|l| l.starts_with(&declared)), "the dashboard's {name} is not exposed:\n{before}");
+    }
 
     // Two windows of readings (the first over the warning level), one undecodable message,
     // and a reading that closes the second window.
@@ -83,6 +89,30 @@ async fn metrics_follow_the_traffic_and_status_shows_the_alerts() {
     let states: Vec<&str> = s.recent_alerts.iter().map(|a| a.alert["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["warning", "cleared"]);
     assert_eq!(s.recent_alerts[0].subject, "acme.munich.alert.vibration.cnc-001");
+
+    // `stator status`, from the worker and from JetStream.
+    // (A tokio process: the worker answering it runs on this test's thread.)
+    let status = async |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"));
+        let out = cmd.arg("status").args(args).env("NATS_URL", server.url()).output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let shown = status(vec!["--worker".into(), worker.http.clone()]).await;
+    assert!(shown.contains("pipeline test-rms (stream TELEMETRY, consumer test-rms)"), "{shown}");
+    assert!(shown.contains("watermark: "), "{shown}");
+    assert!(shown.contains(&format!("ack floor {}", last - 1)), "{shown}");
+    assert_eq!(shown.matches("acme.munich.alert.vibration.cnc-001").count(), 2, "{shown}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
+    let shown = status(vec![file.display().to_string()]).await;
+    assert!(shown.contains("1 delivered and not acknowledged"), "{shown}");
+    assert!(!shown.contains("watermark: "), "JetStream does not know the watermark: {shown}");
+    let alerts: Vec<&str> = shown.lines().filter(|l| l.contains("acme.munich.alert.vibration.cnc-001")).collect();
+    assert_eq!(alerts.len(), 2, "{shown}");
+    assert!(alerts[0].contains("warning") && alerts[1].contains("cleared"), "{shown}");
     worker.stop().await;
 }
 
@@ -111,20 +141,7 @@ async fn readiness_flips_to_degraded_while_nats_is_down_and_back_when_it_returns
 #[tokio::test]
 async fn stator_run_serves_its_endpoints_on_the_listen_address() {
     let server = TestServer::with_streams().await;
-    let js = server.js().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.toml");
-    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
-    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stator"))
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .arg(&file)
-        .env("NATS_URL", server.url())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, _dir) = stator_run_holding_one_reading(&server, &["--listen", "127.0.0.1:0"]).await;
     // The log names the address the worker bound.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -115,7 +115,8 @@ async fn a_creds_file_authenticates_against_an_operator_mode_server() {
     // installs it into .tools/npm).
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let node_path = std::env::var("STATOR_NODE_PATH").unwrap_or_else(|_| root.join(".tools/npm/node_modules").display().to_string());
+    let node_path = std::env::var("STATOR_NODE_PATH")
+        .unwrap_or_else(|_| root.join(".tools/npm/node_modules").display().to_string());
     let out = Command::new("node")
         .arg(root.join("tests/tools/nats_creds.js"))
         .arg(dir.path())

@@ -1,7 +1,7 @@
 //! The worker's contract with its consumer and its operator: binding rules, in-progress
 //! acks, and a clean exit on SIGTERM.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
@@ -77,18 +77,7 @@ async fn messages_held_past_half_the_ack_wait_get_in_progress_acks_and_are_not_r
 async fn stator_run_exits_zero_on_sigterm_and_leaves_open_windows_for_the_next_run() {
     let server = TestServer::with_streams().await;
     let js = server.js().await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("p.toml");
-    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
-    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stator"))
-        .args(["run"])
-        .arg(&file)
-        .env("NATS_URL", server.url())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, _dir) = stator_run_holding_one_reading(&server, &[]).await;
     wait_until(Duration::from_secs(20), "the reading to be held", || async {
         js.get_stream("TELEMETRY").await.unwrap().consumer_info("test-rms").await.is_ok_and(|i| i.num_ack_pending == 1)
     })

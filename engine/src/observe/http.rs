@@ -82,7 +82,11 @@ impl Health {
                     status = HealthStatus::Starting;
                 }
             }
-            for (up, what) in [(p.nats, "NATS is unreachable"), (p.archive, "the archive's object store is failing"), (p.outputs, "publishing outputs is failing")] {
+            for (up, what) in [
+                (p.nats, "NATS is unreachable"),
+                (p.archive, "the archive's object store is failing"),
+                (p.outputs, "publishing outputs is failing"),
+            ] {
                 if !up && p.bound {
                     problems.push(format!("pipeline `{name}`: {what}"));
                     status = HealthStatus::Degraded;

@@ -65,6 +65,26 @@ impl Make for Histogram {
     }
 }
 
+/// Every dead-letter reason the worker gives, so that each series exists (at 0) from the
+/// start: a rate over a series that appears only with its first increment misses it.
+const REASONS: [&str; 15] = [
+    "invalid_json",
+    "missing_value",
+    "non_finite_value",
+    "missing_event_time",
+    "bad_event_time",
+    "subject_mismatch",
+    "event_time_in_future",
+    "odd_byte_count",
+    "non_finite_sample",
+    "bad_sample_rate",
+    "missing_header",
+    "bad_metadata",
+    "empty_waveform",
+    "late",
+    "max_deliver",
+];
+
 /// Alerts kept for `stator status`.
 const RECENT_ALERTS: usize = 20;
 
@@ -119,15 +139,20 @@ macro_rules! pipeline_metrics {
             }
 
             fn register(&self, registry: &mut Registry) {
-                $( registry.register(concat!("stator_", $name), concat!($($doc),+).trim(), self.$field.clone()); )*
+                $( // The registry ends every help text with a full stop.
+                registry.register(
+                    concat!("stator_", $name),
+                    concat!($($doc),+).trim().trim_end_matches('.'),
+                    self.$field.clone(),
+                ); )*
                 registry.register(
                     "stator_dead_letters",
-                    "Messages dead-lettered, by reason (counted when refused).",
+                    "Messages dead-lettered, by reason (counted when refused)",
                     self.dead_letter_reasons.clone(),
                 );
                 registry.register(
                     "stator_decode_errors",
-                    "Messages the decoder or its checks refused, by reason.",
+                    "Messages the decoder or its checks refused, by reason",
                     self.decode_error_reasons.clone(),
                 );
             }
@@ -293,6 +318,13 @@ impl Metrics {
         let stats = std::sync::Arc::new(self.families.stats(name));
         stats.archive_available.set(1);
         stats.outputs_available.set(1);
+        for reason in REASONS {
+            let labels = stats.reason(reason);
+            drop(stats.dead_letter_reasons.get_or_create(&labels));
+            if !matches!(reason, "late" | "max_deliver") {
+                drop(stats.decode_error_reasons.get_or_create(&labels));
+            }
+        }
         if let Ok(mut p) = self.pipelines.lock() {
             p.push(stats.clone());
         }

@@ -12,8 +12,8 @@ use async_nats::jetstream::{self, AckKind, kv, message::Acker};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use crate::observe::Stats;
 use crate::archive::{Roll, Writer};
+use crate::observe::Stats;
 use crate::sink::{Outbound, Publisher};
 
 /// What one batch produced.

@@ -1,0 +1,148 @@
+//! `stator status`: each pipeline's consumer, lag, watermark and recent alerts, from a running
+//! worker's `/status` endpoint or, without one, from JetStream itself.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use futures::TryStreamExt as _;
+use stator_engine::config::Pipeline;
+use stator_engine::observe::{PipelineStatus, RecentAlert};
+
+/// Alerts shown per pipeline.
+const RECENT: usize = 10;
+/// Stream messages looked at, newest first, to find them.
+const SCAN: u64 = 5_000;
+
+/// Reads `/status` of the worker serving on `base` (`http://host:port`).
+///
+/// # Errors
+/// When the worker cannot be reached or answers nonsense.
+pub async fn from_worker(base: &str) -> anyhow::Result<Vec<PipelineStatus>> {
+    let url = format!("{}/status", base.trim_end_matches('/'));
+    let response = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+    let response = response.error_for_status().with_context(|| format!("GET {url}"))?;
+    response.json().await.with_context(|| format!("reading {url}"))
+}
+
+/// What JetStream knows of `pipeline`: its consumer and the newest alerts its rules published.
+/// The watermark is the worker's own and is not known here (NaN).
+///
+/// # Errors
+/// When the server cannot be reached or the consumer does not exist.
+pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatus> {
+    let client = stator_engine::source::connect(&pipeline.source)
+        .await
+        .with_context(|| format!("connecting to {}", pipeline.source.url))?;
+    let js = jetstream::new(client);
+    let source = &pipeline.source;
+    let stream = js.get_stream(&source.stream).await.with_context(|| format!("stream `{}`", source.stream))?;
+    let info = stream
+        .consumer_info(&source.durable)
+        .await
+        .with_context(|| format!("consumer `{}` of stream `{}`", source.durable, source.stream))?;
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Ok(PipelineStatus {
+        pipeline: pipeline.name.clone(),
+        source: Some(stator_engine::observe::SourceInfo {
+            stream: source.stream.clone(),
+            durable: source.durable.clone(),
+        }),
+        fetched: info.delivered.stream_sequence,
+        acked: info.ack_floor.stream_sequence,
+        dead_letters: 0,
+        windows_closed: 0,
+        alerts_published: 0,
+        pending: gauge(info.num_pending),
+        ack_pending: gauge(info.num_ack_pending as u64),
+        ack_floor: gauge(info.ack_floor.stream_sequence),
+        watermark_lag_s: f64::NAN,
+        recent_alerts: recent_alerts(&js, pipeline).await?,
+    })
+}
+
+/// The newest alerts on the pipeline's alert subjects, from whichever streams capture them.
+async fn recent_alerts(js: &jetstream::Context, pipeline: &Pipeline) -> anyhow::Result<Vec<RecentAlert>> {
+    let filters: Vec<String> = pipeline.alerts.iter().map(|r| wildcard(r.subject.as_str())).collect();
+    let mut found = Vec::new();
+    let mut names = js.stream_names();
+    while let Some(name) = names.try_next().await? {
+        let mut stream = js.get_stream(&name).await?;
+        let info = stream.info().await?;
+        let captures =
+            info.config.subjects.iter().any(|s| filters.iter().any(|f| stator_engine::subject::overlaps(s, f)));
+        if !captures {
+            continue;
+        }
+        let last = info.state.last_sequence;
+        for seq in (last.saturating_sub(SCAN) + 1..=last).rev() {
+            let Ok(m) = stream.get_raw_message(seq).await else { continue };
+            if filters.iter().any(|f| stator_engine::subject::matches(f, m.subject.as_str())) {
+                let alert = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
+                found.push((m.time, RecentAlert { subject: m.subject.to_string(), alert }));
+                if found.len() == RECENT {
+                    break;
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(t, _)| *t);
+    let skip = found.len().saturating_sub(RECENT);
+    Ok(found.into_iter().skip(skip).map(|(_, a)| a).collect())
+}
+
+/// An output subject template as a filter: every `{field}` token becomes `*`.
+fn wildcard(template: &str) -> String {
+    template.split('.').map(|t| if t.starts_with('{') { "*" } else { t }).collect::<Vec<_>>().join(".")
+}
+
+/// Renders statuses for a terminal.
+pub fn render(statuses: &[PipelineStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        let source = s
+            .source
+            .as_ref()
+            .map_or("not bound yet".to_owned(), |i| format!("stream {}, consumer {}", i.stream, i.durable));
+        let _ = writeln!(out, "pipeline {} ({source})", s.pipeline);
+        let _ = writeln!(
+            out,
+            "  lag: {} not yet delivered, {} delivered and not acknowledged, ack floor {}",
+            s.pending, s.ack_pending, s.ack_floor
+        );
+        if s.watermark_lag_s.is_finite() {
+            let _ = writeln!(
+                out,
+                "  watermark: {:.1} s behind the wall clock | fetched {} | acked {} | windows {} | alerts {} | dead letters {}",
+                s.watermark_lag_s, s.fetched, s.acked, s.windows_closed, s.alerts_published, s.dead_letters
+            );
+        }
+        if s.recent_alerts.is_empty() {
+            let _ = writeln!(out, "  no recent alerts");
+        } else {
+            let _ = writeln!(out, "  recent alerts (oldest first):");
+        }
+        for a in &s.recent_alerts {
+            let v = &a.alert;
+            let _ = writeln!(
+                out,
+                "    {} {:<44} {:<9} {} {:.3} (threshold {})",
+                v["window_end"].as_str().unwrap_or("?"),
+                a.subject,
+                v["state"].as_str().unwrap_or("?"),
+                v["metric"].as_str().unwrap_or("?"),
+                v["value"].as_f64().unwrap_or(f64::NAN),
+                v["threshold"]
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn output_templates_become_filters() {
+        assert_eq!(super::wildcard("acme.{site}.alert.vibration.{machine}"), "acme.*.alert.vibration.*");
+    }
+}
