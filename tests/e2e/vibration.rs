@@ -177,11 +177,17 @@ async fn a_kv_change_to_a_machine_threshold_changes_the_next_alert_decision_with
     let server = TestServer::with_streams().await;
     let js = server.js().await;
     let kv = js.get_key_value("MACHINE_CONFIG").await.unwrap();
-    kv.put("cnc-001", r#"{"machine_id":"cnc-001","vibration":{"bearing_type":"6205"}}"#.into()).await.unwrap();
+    kv.put("cnc-002", r#"{"machine_id":"cnc-002"}"#.into()).await.unwrap();
+    let loaded =
+        kv.put("cnc-001", r#"{"machine_id":"cnc-001","vibration":{"bearing_type":"6205"}}"#.into()).await.unwrap();
     let text = rms_pipeline("0s", 1, "1h") + "\n[machine_config]\nbucket = \"MACHINE_CONFIG\"\n";
     let p = pipeline(&text, &server.url());
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
     let stats = worker.stats.clone();
+    wait_until(Duration::from_secs(20), "the loaded config's revision", || async {
+        stats.config_revision.get() == i64::try_from(loaded).unwrap()
+    })
+    .await;
     // Windows 0..2 at 3.0 mm/s: above warning (2.8) only. One reading in window 3 closes window 2.
     let window = |w: i64, v: f64| (0..10).map(move |i| Reading::rms("munich", "cnc-001", T0 + (w * 10 + i) * 1000, v));
     let first: Vec<Reading> = (0..3).flat_map(|w| window(w, 3.0)).chain(window(3, 3.0).take(1)).collect();
@@ -191,8 +197,14 @@ async fn a_kv_change_to_a_machine_threshold_changes_the_next_alert_decision_with
     assert_eq!(alerts(&js).await[0].2.state, "warning");
 
     // The machine's limit drops to 2.0 mm/s: the next window is critical.
-    kv.put("cnc-001", r#"{"machine_id":"cnc-001","vibration":{"alert_threshold_rms":2.0}}"#.into()).await.unwrap();
+    let changed =
+        kv.put("cnc-001", r#"{"machine_id":"cnc-001","vibration":{"alert_threshold_rms":2.0}}"#.into()).await.unwrap();
     wait_until(Duration::from_secs(20), "the config change", || async { Stats::get(&stats.config_updates) >= 1 }).await;
+    assert_eq!(
+        stats.config_revision.get(),
+        i64::try_from(changed).unwrap(),
+        "the revision in force follows the change"
+    );
     let second: Vec<Reading> = window(3, 3.0).skip(1).chain(window(4, 3.0).take(1)).collect();
     publish(&js, &second).await;
     wait_until(Duration::from_secs(20), "the critical alert", || async { alerts(&js).await.len() == 2 }).await;

@@ -152,7 +152,9 @@ pub async fn run(
             })?;
             let (tx, rx) = mpsc::channel(64);
             let current = machine::watch(kv, tx).await.map_err(nats_err)?;
-            tracing::info!(pipeline = %name, bucket, machines = current.len(), "machine config loaded");
+            let revision = current.values().map(|c| c.revision).max().unwrap_or(0);
+            tracing::info!(pipeline = %name, bucket, machines = current.len(), revision, "machine config loaded");
+            stats.config_revision.set(i64::try_from(revision).unwrap_or(i64::MAX));
             (current, Some(rx))
         }
         None => (HashMap::new(), None),
