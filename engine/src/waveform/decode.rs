@@ -1,6 +1,8 @@
 //! Decoding waveform messages: sample blocks from accelerometers.
 //!
-//! Two encodings, told apart by the first payload byte (`{` is JSON):
+//! Two encodings: a message with a `Sample-Rate` header is binary; otherwise one whose payload
+//! starts with `{` is JSON (a binary block can start with that byte: `{` is the low byte of
+//! many `f32`s, so the header decides):
 //! - **binary**: little-endian `f32` samples; metadata in NATS headers `Sample-Rate` (Hz,
 //!   required), `Start-Time` (RFC 3339 time of the first sample; default: the JetStream
 //!   publish time), `Units` (`g` or `m/s^2`), `Rpm` (shaft speed) and `Chunk` (`k/n`, when
@@ -96,7 +98,7 @@ struct JsonWaveform {
 /// # Errors
 /// A [`WaveformError`] naming what is wrong.
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8], published_us: i64) -> Result<Waveform, WaveformError> {
-    let w = if payload.first() == Some(&b'{') {
+    let w = if header(headers, "Sample-Rate").is_none() && payload.first() == Some(&b'{') {
         decode_json(payload, published_us)?
     } else {
         decode_binary(headers, payload, published_us)?
@@ -194,6 +196,14 @@ mod tests {
         assert_eq!(w.samples, vec![0.5, -1.25, 3.0]);
         assert_eq!((w.sample_rate, w.start_us, w.rpm), (25_600.0, 1_795_334_400_000_000, Some(1797.0)));
         assert_eq!(w.units, Some(AccelUnit::G));
+    }
+
+    #[test]
+    fn a_binary_block_whose_first_byte_is_a_brace_is_binary() {
+        let first = f32::from_le_bytes([b'{', 0x14, 0xAE, 0x3E]);
+        let (h, p) = encode_binary(&[first, 1.0], 25_600.0, 0, None);
+        assert_eq!(p[0], b'{');
+        assert_eq!(decode(Some(&h), &p, 0).unwrap().samples, vec![first, 1.0]);
     }
 
     #[test]
