@@ -4,6 +4,8 @@
 pub mod demo;
 pub mod nats_server;
 pub mod plant;
+pub mod plot;
+pub mod replay;
 pub mod s3_server;
 pub mod simulate;
 pub mod status;

@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use stator::demo::{self, DemoOptions};
+use stator::plot::{PlotRequest, Severity};
 use stator::simulate::{self, PlantSpec};
 use stator_engine::config::{self, ConfigError};
 use stator_engine::observe::{self, Metrics};
+use stator_engine::replay::Start;
 use stator_engine::worker::{self, RunMode};
 use tokio::sync::watch;
 
@@ -148,6 +150,60 @@ enum Command {
         #[arg(required_unless_present = "worker")]
         files: Vec<PathBuf>,
     },
+    /// Draw charts from the archive as PNG and SVG: a machine's trend (RMS by default) with its
+    /// alert levels and transitions, and its latest spectrum and envelope spectrum with the
+    /// bearing defect frequencies marked.
+    Plot {
+        /// Archive location (as for `query`).
+        #[arg(long, env = "STATOR_ARCHIVE", default_value = "./archive")]
+        archive: String,
+        /// Object store option KEY=VALUE (as for `query`). Repeatable.
+        #[arg(long = "option", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// The machine.
+        #[arg(long)]
+        machine: String,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// The trend's feature.
+        #[arg(long, default_value = "rms")]
+        metric: String,
+        /// The `[[window]]` whose feature is plotted (default: the one with the most windows).
+        #[arg(long)]
+        window: Option<String>,
+        /// A pipeline file whose alert levels on the metric are drawn (besides those crossed).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long, short, default_value = "plots")]
+        out: PathBuf,
+        /// Image size, WIDTHxHEIGHT pixels.
+        #[arg(long, default_value = "1200x600", value_parser = parse_size)]
+        size: (u32, u32),
+    },
+    /// Run a pipeline over history into a separate archive prefix and alert subject
+    /// (`stator.replay.ID.…`), to try a changed rule on last week's data before it goes live.
+    #[command(group(clap::ArgGroup::new("start").required(true).args(["from_seq", "since", "last"])))]
+    Replay {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Start at this stream sequence.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Start at this time (RFC 3339, e.g. 2026-11-22T08:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Start this long ago, e.g. 15m, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        last: Option<Duration>,
+        /// Replay id, used in its subjects, consumer and archive prefix (default: the UTC time).
+        #[arg(long)]
+        id: Option<String>,
+        /// Archive location for the replay (default: replay/ID below the pipeline's archive).
+        #[arg(long)]
+        archive: Option<String>,
+    },
     /// Run a self-contained demo: own nats-server, simulated plant, shipped pipeline.
     Demo {
         /// Working directory.
@@ -156,6 +212,9 @@ enum Command {
         /// Seconds of simulated 1 Hz readings.
         #[arg(long, default_value_t = 300)]
         readings: usize,
+        /// Seconds of simulated accelerometer waveforms.
+        #[arg(long, default_value_t = 20)]
+        waveform_seconds: usize,
     },
 }
 
@@ -264,11 +323,66 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", stator::status::render(&statuses));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir, readings } => {
-            demo::run(&DemoOptions { dir, readings }).await?;
+        Command::Plot { archive, options, machine, site, metric, window, pipeline, out, size } => {
+            let mut levels = Vec::new();
+            if let Some(file) = pipeline {
+                for rule in load_all(&[file])?.remove(0).alerts.iter().filter(|r| r.metric == metric) {
+                    levels.extend(rule.warning.map(|v| (Severity::Warning, v)));
+                    levels.extend(rule.critical.map(|v| (Severity::Critical, v)));
+                }
+            }
+            let location = stator_engine::archive::ArchiveLocation::open(&archive, &options)?;
+            let req = PlotRequest { machine, site, metric, window, levels, out, size };
+            let plotted = stator::plot::render(&location, &req).await?;
+            for f in &plotted.files {
+                println!("wrote {}", f.display());
+            }
+            for s in &plotted.skipped {
+                println!("skipped {s}");
+            }
+            Ok(if plotted.files.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Replay { file, from_seq, since, last, id, archive } => {
+            let now = time::OffsetDateTime::now_utc();
+            let start = match (from_seq, since, last) {
+                (Some(seq), _, _) => Start::Sequence(seq),
+                (_, Some(t), _) => Start::Time(t),
+                (_, _, Some(span)) => Start::last(span, now),
+                _ => anyhow::bail!("one of --from-seq, --since and --last is needed"),
+            };
+            let live = load_all(std::slice::from_ref(&file))?.remove(0);
+            let id = id.unwrap_or_else(|| stator_engine::replay::default_id(now));
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let signals = tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("signal received; stopping the replay");
+                let _ = stop_tx.send(true);
+            });
+            let outcome = stator::replay::run(&live, &id, start, archive.as_deref(), stop_rx).await;
+            signals.abort();
+            stator::replay::report(&outcome?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, readings, waveform_seconds } => {
+            demo::run(&DemoOptions { dir, readings, waveform_blocks: waveform_seconds * 2 }).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{text}` is not WIDTHxHEIGHT, e.g. 1200x600");
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let (w, h) = (w.trim().parse::<u32>().map_err(|_| bad())?, h.trim().parse::<u32>().map_err(|_| bad())?);
+    if !(100..=10_000).contains(&w) || !(100..=10_000).contains(&h) {
+        return Err(format!("`{text}`: each side must be 100 to 10000 pixels"));
+    }
+    Ok((w, h))
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -342,7 +456,8 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-async fn run(files: &[PathBuf], mode: RunMode, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+/// Loads every file, logging warnings; fails with every error of every file.
+fn load_all(files: &[PathBuf]) -> anyhow::Result<Vec<config::Pipeline>> {
     let mut pipelines = Vec::new();
     let mut errors = Vec::new();
     for file in files {
@@ -359,6 +474,11 @@ async fn run(files: &[PathBuf], mode: RunMode, listen: Option<std::net::SocketAd
     if !errors.is_empty() {
         anyhow::bail!("pipeline files have errors:\n{}", errors.join("\n"));
     }
+    Ok(pipelines)
+}
+
+async fn run(files: &[PathBuf], mode: RunMode, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let pipelines = load_all(files)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::default());
     let stats: Vec<_> = pipelines.iter().map(|p| metrics.pipeline(&p.name)).collect();

@@ -13,6 +13,7 @@ pub mod fuzz;
 pub mod machine;
 pub mod observe;
 pub mod query;
+pub mod replay;
 pub mod sink;
 pub mod source;
 pub mod subject;

@@ -10,6 +10,7 @@ mod harness;
 mod observe;
 mod pipelines;
 mod recovery;
+mod replay;
 mod security;
 mod topology;
 mod vibration;

@@ -98,18 +98,45 @@ async fn stator_run_exits_zero_on_sigterm_and_leaves_open_windows_for_the_next_r
 }
 
 #[tokio::test]
-async fn the_demo_runs_to_completion_and_reports_the_drifting_machine() {
+async fn the_demo_runs_to_completion_and_reports_the_drifting_machine_and_the_bearing_fault() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_stator"))
-        .args(["demo", "--readings", "60", "--dir"])
+        .args(["demo", "--readings", "60", "--waveform-seconds", "8", "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("acme.munich.alert.vibration.cnc-003"), "{stdout}");
+    assert!(stdout.contains("acme.munich.alert.bearing.cnc-002"), "{stdout}");
     assert!(stdout.contains("0 dead letters"), "{stdout}");
     assert!(stdout.contains("-- alert transitions by site"), "{stdout}");
+    assert!(stdout.contains("| messages "), "live progress: {stdout}");
+    let plots = dir.path().join("plots");
+    for name in ["cnc-003-rms", "cnc-002-spectrum", "cnc-002-envelope"] {
+        assert_eq!(png_size(&plots.join(format!("{name}.png"))), (1200, 600), "{name}");
+        let svg = std::fs::read_to_string(plots.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.contains(r#"width="1200""#) && svg.contains("<polyline"), "{name}.svg has a line");
+        assert!(stdout.contains(&format!("{name}.png")), "the demo says where {name} is");
+    }
+    let svg = std::fs::read_to_string(plots.join("cnc-002-envelope.svg")).unwrap();
+    assert!(svg.contains("BPFO 107.") && svg.contains("BPFI 162."), "defect frequencies of a 6205 at 1797 rpm marked");
+    let svg = std::fs::read_to_string(plots.join("cnc-003-rms.svg")).unwrap();
+    assert!(svg.contains("critical 4.5") && svg.contains("alert: "), "levels and alert markers");
+
+    // `stator plot` on its own, at another size.
+    let replot = dir.path().join("replot");
+    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["plot", "--machine", "cnc-002", "--window", "vibration_2s", "--size", "800x400", "--archive"])
+        .arg(dir.path().join("archive"))
+        .arg("--out")
+        .arg(&replot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["cnc-002-rms", "cnc-002-spectrum", "cnc-002-envelope"] {
+        assert_eq!(png_size(&replot.join(format!("{name}.png"))), (800, 400), "{name}");
+    }
     let archive =
         stator_engine::archive::ArchiveLocation::open(dir.path().join("archive").to_str().unwrap(), &[]).unwrap();
     let ctx = stator_engine::query::session(&archive).await.unwrap();
@@ -144,4 +171,14 @@ async fn the_demo_runs_to_completion_and_reports_the_drifting_machine() {
     assert_eq!(&std::fs::read(&file).unwrap()[..4], b"PAR1");
     let plan = query(&["--explain", "SELECT count(*) FROM readings WHERE site = 'munich' AND value > 2"]);
     assert!(plan.contains("site=munich") && !plan.contains("site=berlin"), "partition pruning: {plan}");
+}
+
+/// Width and height from a PNG's IHDR chunk (after checking the signature).
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is a PNG", path.display());
+    assert_eq!(&bytes[12..16], b"IHDR");
+    assert!(bytes.len() > 10_000, "{} has content ({} bytes)", path.display(), bytes.len());
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    (be(16), be(20))
 }

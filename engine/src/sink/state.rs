@@ -79,6 +79,17 @@ pub async fn load(store: &kv::Store, pipeline: &str) -> Result<HashMap<String, R
     Ok(states)
 }
 
+/// Purges every state of `pipeline` (a finished replay's).
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn forget(store: &kv::Store, pipeline: &str) -> Result<(), String> {
+    for key in load(store, pipeline).await?.into_keys() {
+        store.purge(&key).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Serializes a state for [`kv::Store::put`].
 pub fn encode(state: &RuleState) -> Bytes {
     Bytes::from(serde_json::to_vec(state).unwrap_or_default())
