@@ -17,10 +17,13 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Every benchmark; each rewrites its results section of docs/BENCHMARKS.md.
 bench: setup bench-python
-	$(CARGO) bench --bench ingest
+	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench ingest
+	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench service
+	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench analysis
+	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench archive
 	$(CARGO) bench --bench kernels
-	$(CARGO) bench --bench analysis
 
 # numpy/scipy for the Python comparison in `cargo bench --bench analysis`.
 bench-python:

@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --bench analysis`
 
+#[path = "report/mod.rs"]
+mod report;
+
 use std::time::{Duration, Instant};
 
 use stator_engine::config::{Operator, WaveformSpec};
@@ -55,11 +58,15 @@ fn main() {
     }
     let per_window = start.elapsed() / n;
     let machines_per_core = 1.0 / per_window.as_secs_f64();
-    println!("stator: {per_window:?} per machine-second of 25.6 kHz data: {machines_per_core:.0} machines per core");
-    compare_python(&x, per_window, bench);
+    eprintln!("stator: {per_window:?} per machine-second of 25.6 kHz data: {machines_per_core:.0} machines per core");
+    let mut table = String::from("| | per machine-second | machines at 25.6 kHz per core |\n|---|---:|---:|\n");
+    table += &format!("| stator | {:.3} ms | **{machines_per_core:.0}** |\n", per_window.as_secs_f64() * 1e3);
+    table += &compare_python(&x, per_window, bench);
+    report::publish("analysis", &table);
 }
 
-fn compare_python(x: &[f32], ours: Duration, bench: bool) {
+/// The numpy/scipy rows of the table (or why there are none).
+fn compare_python(x: &[f32], ours: Duration, bench: bool) -> String {
     let python = [".tools/py-bench/bin/python3", "python3"]
         .into_iter()
         .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
@@ -79,16 +86,17 @@ fn compare_python(x: &[f32], ours: Duration, bench: bool) {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
             let secs: f64 = text.trim().parse().unwrap_or(f64::NAN);
-            println!(
-                "numpy/scipy: {:.3} ms per machine-second; stator is {:.1}x faster",
+            format!(
+                "| numpy/scipy (`benches/analysis.py`) | {:.3} ms | {:.0} |\n| ratio | | stator **{:.1}x** faster |\n",
                 secs * 1e3,
+                1.0 / secs,
                 secs / ours.as_secs_f64()
-            );
+            )
         }
-        Ok(o) => println!(
-            "numpy/scipy comparison skipped: {}",
+        Ok(o) => format!(
+            "\nnumpy/scipy comparison skipped: {}\n",
             String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
         ),
-        Err(e) => println!("numpy/scipy comparison skipped: {e}"),
+        Err(e) => format!("\nnumpy/scipy comparison skipped: {e}\n"),
     }
 }

@@ -9,6 +9,9 @@
 //! and reports (b)/(a) and (c)/(a) in messages per second, and the archive's bytes per reading. Run with `cargo bench --bench ingest`;
 //! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
 
+#[path = "report/mod.rs"]
+mod report;
+
 use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,16 +88,15 @@ async fn run(readings: usize) {
     let archive_bytes = dir_bytes(archive_dir.path());
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let (raw_rate, pipe_rate, arch_rate) = (rate(raw), rate(pipeline), rate(archived));
-    println!(
-        "| readings | raw consumer (msg/s) | pipeline (msg/s) | pipeline + archive (msg/s) | pipeline/raw | pipeline+archive/raw | archive bytes/reading |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {total} | {raw_rate:.0} | {pipe_rate:.0} | {arch_rate:.0} | {:.2} | {:.2} | {:.1} |",
+    let table = format!(
+        "| readings | raw consumer (msg/s) | pipeline (msg/s) | pipeline + archive (msg/s) | (b)/(a) | (c)/(a) | archive bytes/reading |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n\
+         | {total} | {raw_rate:.0} | {pipe_rate:.0} | {arch_rate:.0} | **{:.2}** | **{:.2}** | {:.1} |\n",
         pipe_rate / raw_rate,
         arch_rate / raw_rate,
         archive_bytes as f64 / total as f64
     );
+    report::publish("ingest", &table);
 }
 
 /// Bytes of every file below `dir`.

@@ -244,11 +244,13 @@ pub async fn run(
     result
 }
 
-/// Warns when files cannot roll by age before the consumer stops delivering or redelivers.
+/// Says (at info level: both are handled, and the defaults meet the first) when files will
+/// roll before `roll_rows` because the consumer would otherwise stop delivering, and when only
+/// in-progress acks keep buffered messages from redelivery.
 fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: &jetstream::consumer::Config) {
     let name = &pipeline.name;
     if consumer.max_ack_pending > 0 && (consumer.max_ack_pending as usize) < spec.roll_rows {
-        tracing::warn!(
+        tracing::info!(
             pipeline = %name,
             max_ack_pending = consumer.max_ack_pending,
             roll_rows = spec.roll_rows,

@@ -1,0 +1,256 @@
+//! The worker as a user runs it: the `stator` binary with the shipped `line-health` pipeline
+//! (10 s windows, alerts, Parquet archive), at 200 and 2,000 machines.
+//!
+//! For each size, on a fresh nats-server:
+//! 1. a backlog of `BACKLOG_S` seconds of 1 Hz readings per machine is in the stream when the
+//!    worker starts: its resident memory while it catches up is the ceiling under a backlog
+//!    (bounded by `max_ack_pending`, not by the backlog);
+//! 2. then `LIVE_S` seconds of live readings at 1 Hz per machine, one machine in ten flapping
+//!    between 1 and 5 mm/s every 30 s: the latency from a window's end (event time = wall
+//!    clock) to its alert transition arriving at a subscriber, and resident memory at the end.
+//!
+//! `cargo bench --bench service`; `STATOR_BENCH_LIVE_S=N` shortens the live phase. Under
+//! `cargo test` it runs a small smoke size.
+
+#[path = "report/mod.rs"]
+mod report;
+
+use std::future::IntoFuture;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use futures::StreamExt;
+use stator::nats_server::NatsServer;
+
+const LINE_HEALTH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/line-health.toml");
+
+struct Size {
+    machines: usize,
+    backlog_s: usize,
+    live_s: usize,
+}
+
+struct Measured {
+    machines: usize,
+    backlog: u64,
+    catch_up: Duration,
+    peak_catch_up_kb: u64,
+    live_rss_kb: u64,
+    peak_kb: u64,
+    latencies_ms: Vec<i64>,
+    live_rate: f64,
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let live_s = std::env::var("STATOR_BENCH_LIVE_S").ok().and_then(|v| v.parse().ok()).unwrap_or(90);
+    let sizes = if bench {
+        // The third: the first's machines with five times the backlog, to show the ceiling
+        // does not grow with it.
+        vec![
+            Size { machines: 200, backlog_s: 300, live_s },
+            Size { machines: 2000, backlog_s: 300, live_s },
+            Size { machines: 200, backlog_s: 1500, live_s: 0 },
+        ]
+    } else {
+        vec![Size { machines: 20, backlog_s: 20, live_s: 0 }]
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s))).collect();
+    if !bench {
+        return;
+    }
+    let mut t = String::from(
+        "| machines | backlog (readings) | catch-up (msg/s) | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for m in &results {
+        let mut l = m.latencies_ms.clone();
+        l.sort_unstable();
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+                .map_or("-".into(), |v| format!("{:.2} s", *v as f64 / 1000.0))
+        };
+        let live = |s: String| if m.live_rate > 0.0 { s } else { "-".into() };
+        t += &format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            m.machines,
+            m.backlog,
+            m.backlog as f64 / m.catch_up.as_secs_f64(),
+            mb(m.peak_catch_up_kb),
+            live(mb(m.live_rss_kb)),
+            mb(m.peak_kb),
+            live(format!("{:.0}", m.live_rate)),
+            live(l.len().to_string()),
+            pct(0.5),
+            pct(0.99)
+        );
+    }
+    report::publish("service", &t);
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+/// (VmRSS, VmHWM) of a process, in kB.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn reading(m: usize, t_ms: i64, value: f64) -> (String, Bytes) {
+    let ts = stator::rfc3339_ms(t_ms);
+    let subject = format!("acme.site-{}.hall-a.line-{}.cnc-{m:04}.spindle.vibration.rms", m % 2, m % 10);
+    let payload = format!(
+        r#"{{"machine_id":"cnc-{m:04}","sensor":"spindle","value":{value:.3},"unit":"mm/s","timestamp":"{ts}","quality":"good"}}"#
+    );
+    (subject, Bytes::from(payload))
+}
+
+async fn publish_all(js: &jetstream::Context, msgs: impl Iterator<Item = (String, Bytes)>) {
+    let mut pending = Vec::with_capacity(4096);
+    for (subject, payload) in msgs {
+        let msg = PublishMessage::build().payload(payload);
+        pending.push(js.send_publish(subject, msg).await.expect("publish").into_future());
+        if pending.len() == 4096 {
+            futures::future::try_join_all(pending.drain(..)).await.expect("pubacks");
+        }
+    }
+    futures::future::try_join_all(pending).await.expect("pubacks");
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Milliseconds from the end of an alert's window to now, for windows that ended after
+/// `after_ms`.
+fn latency(msg: &async_nats::Message, after_ms: i64) -> Option<i64> {
+    let received = now_ms();
+    let v: serde_json::Value = serde_json::from_slice(&msg.payload).expect("alert JSON");
+    let end =
+        time::OffsetDateTime::parse(v["window_end"].as_str()?, &time::format_description::well_known::Rfc3339).ok()?;
+    let end_ms = (end.unix_timestamp_nanos() / 1_000_000) as i64;
+    (end_ms > after_ms).then_some(received - end_ms)
+}
+
+async fn run(size: &Size) -> Measured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = NatsServer::start_in(&dir.path().join("nats"), "bench", "").expect("nats-server");
+    let client = stator::connect(&server.url()).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    stator::plant::ensure_streams(&js).await.expect("streams");
+
+    let start_ms = now_ms() - size.backlog_s as i64 * 1000;
+    let backlog = (0..size.backlog_s).flat_map(|s| {
+        (0..size.machines).map(move |m| reading(m, start_ms + s as i64 * 1000, 1.5 + (m % 7) as f64 * 0.1))
+    });
+    publish_all(&js, backlog).await;
+    let total = (size.backlog_s * size.machines) as u64;
+
+    let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["run", LINE_HEALTH])
+        .env("NATS_URL", server.url())
+        .env("STATOR_ARCHIVE", dir.path().join("archive"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("stator run");
+    let pid = child.id().expect("pid");
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    let started = Instant::now();
+    loop {
+        // Delivered, not acked: a reading is acked once its archive file rolls (every 5
+        // minutes in the shipped pipeline), which is not what this measures.
+        if let Ok(info) = stream.consumer_info("line-health").await
+            && info.delivered.stream_sequence >= total
+            && info.num_pending == 0
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "catch-up took over 10 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let catch_up = started.elapsed();
+    let (_, peak_catch_up_kb) = memory(pid);
+    eprintln!(
+        "{} machines: caught up with {total} readings in {catch_up:.1?}, peak RSS {}",
+        size.machines,
+        mb(peak_catch_up_kb)
+    );
+
+    // Live: every machine once a second; one in ten flaps between 1 and 5 mm/s every 30 s.
+    let live_start = now_ms();
+    let publisher = {
+        let js = js.clone();
+        let (machines, live_s) = (size.machines, size.live_s);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut sent = 0u64;
+            for s in 0..live_s {
+                tick.tick().await;
+                let t = now_ms();
+                let batch = (0..machines).map(|m| {
+                    let high = m % 10 == 0 && (s / 30) % 2 == 0;
+                    reading(m, t, if high { 5.0 } else { 1.5 })
+                });
+                publish_all(&js, batch).await;
+                sent += machines as u64;
+            }
+            sent
+        })
+    };
+    let mut latencies_ms = Vec::new();
+    let collect = async {
+        while let Some(msg) = alerts.next().await {
+            latencies_ms.extend(latency(&msg, live_start));
+        }
+    };
+    let sent = tokio::select! {
+        sent = publisher => sent.expect("publisher"),
+        () = collect => unreachable!("the subscription ended"),
+    };
+    // Let the last windows close (10 s windows, 5 s lateness).
+    let settle = Instant::now() + Duration::from_secs(if size.live_s > 0 { 20 } else { 0 });
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(settle.saturating_duration_since(Instant::now()), alerts.next()).await
+    {
+        latencies_ms.extend(latency(&msg, live_start));
+    }
+    let live_rate = if size.live_s == 0 { 0.0 } else { sent as f64 / size.live_s as f64 };
+    let (live_rss_kb, peak_kb) = memory(pid);
+    eprintln!(
+        "{} machines: live {live_rate:.0} msg/s, {} alerts, RSS {} (peak {})",
+        size.machines,
+        latencies_ms.len(),
+        mb(live_rss_kb),
+        mb(peak_kb)
+    );
+    // A clean stop, as systemd would.
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("stops").expect("wait");
+    assert!(status.success(), "stator run exited with {status}");
+    Measured {
+        machines: size.machines,
+        backlog: total,
+        catch_up,
+        peak_catch_up_kb,
+        live_rss_kb,
+        peak_kb,
+        latencies_ms,
+        live_rate,
+    }
+}
