@@ -35,7 +35,9 @@ pub fn waveform(data: &[u8]) {
     for line in String::from_utf8_lossy(head).lines() {
         if let Some((name, value)) = line.split_once(':') {
             let name = name.trim();
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            // A header on the wire cannot hold CR or LF (async-nats refuses to build one).
+            let value_ok = !value.contains(['\r', '\n']);
+            if value_ok && !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
                 headers.insert(name, value.trim());
             }
         }
