@@ -9,16 +9,16 @@
 //! and reports (b)/(a) and (c)/(a) in messages per second, and the archive's bytes per reading. Run with `cargo bench --bench ingest`;
 //! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
 
+#[path = "report/plant.rs"]
+mod plant;
 #[path = "report/mod.rs"]
 mod report;
 
-use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
-use bytes::Bytes;
 use futures::StreamExt;
 use stator::nats_server::NatsServer;
 use stator_engine::config;
@@ -115,24 +115,15 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usize) {
-    let mut pending = Vec::with_capacity(4096);
-    for s in 0..per_machine {
-        let ts = stator::rfc3339_ms(T0 + s as i64 * 1000);
-        for m in 0..machines {
+    let msgs = (0..per_machine).flat_map(|s| {
+        (0..machines).map(move |m| {
             let drift = m % 50 == 0;
             let value = if drift { 1.5 + 4.0 * s as f64 / per_machine as f64 } else { 1.5 + (m % 7) as f64 * 0.1 };
-            let payload = format!(
-                r#"{{"machine_id":"cnc-{m:04}","sensor":"spindle","value":{value:.3},"unit":"mm/s","timestamp":"{ts}","quality":"good"}}"#
-            );
-            let subject = format!("acme.site-{}.hall-a.line-{}.cnc-{m:04}.spindle.vibration.rms", m % 4, m % 10);
-            let msg = PublishMessage::build().payload(Bytes::from(payload)).message_id(format!("{m}-{s}"));
-            pending.push(js.send_publish(subject, msg).await.expect("publish").into_future());
-            if pending.len() == 4096 {
-                futures::future::try_join_all(pending.drain(..)).await.expect("pubacks");
-            }
-        }
-    }
-    futures::future::try_join_all(pending).await.expect("pubacks");
+            let (subject, payload) = plant::rms_reading(m, 4, T0 + s as i64 * 1000, value);
+            (subject, PublishMessage::build().payload(payload).message_id(format!("{m}-{s}")))
+        })
+    });
+    plant::publish_all(js, msgs).await;
 }
 
 /// (a): fetch in batches of 500 and ack every message; done when the ack floor is at the end.

@@ -12,15 +12,15 @@
 //! `cargo bench --bench service`; `STATOR_BENCH_LIVE_S=N` shortens the live phase. Under
 //! `cargo test` it runs a small smoke size.
 
+#[path = "report/plant.rs"]
+mod plant;
 #[path = "report/mod.rs"]
 mod report;
 
-use std::future::IntoFuture;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use bytes::Bytes;
 use futures::StreamExt;
 use stator::nats_server::NatsServer;
 
@@ -108,25 +108,10 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn reading(m: usize, t_ms: i64, value: f64) -> (String, Bytes) {
-    let ts = stator::rfc3339_ms(t_ms);
-    let subject = format!("acme.site-{}.hall-a.line-{}.cnc-{m:04}.spindle.vibration.rms", m % 2, m % 10);
-    let payload = format!(
-        r#"{{"machine_id":"cnc-{m:04}","sensor":"spindle","value":{value:.3},"unit":"mm/s","timestamp":"{ts}","quality":"good"}}"#
-    );
-    (subject, Bytes::from(payload))
-}
-
-async fn publish_all(js: &jetstream::Context, msgs: impl Iterator<Item = (String, Bytes)>) {
-    let mut pending = Vec::with_capacity(4096);
-    for (subject, payload) in msgs {
-        let msg = PublishMessage::build().payload(payload);
-        pending.push(js.send_publish(subject, msg).await.expect("publish").into_future());
-        if pending.len() == 4096 {
-            futures::future::try_join_all(pending.drain(..)).await.expect("pubacks");
-        }
-    }
-    futures::future::try_join_all(pending).await.expect("pubacks");
+/// Machine `m`'s reading on two sites, as published: (subject, message).
+fn reading(m: usize, t_ms: i64, value: f64) -> (String, PublishMessage) {
+    let (subject, payload) = plant::rms_reading(m, 2, t_ms, value);
+    (subject, PublishMessage::build().payload(payload))
 }
 
 fn now_ms() -> i64 {
@@ -155,7 +140,7 @@ async fn run(size: &Size) -> Measured {
     let backlog = (0..size.backlog_s).flat_map(|s| {
         (0..size.machines).map(move |m| reading(m, start_ms + s as i64 * 1000, 1.5 + (m % 7) as f64 * 0.1))
     });
-    publish_all(&js, backlog).await;
+    plant::publish_all(&js, backlog).await;
     let total = (size.backlog_s * size.machines) as u64;
 
     let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
@@ -208,7 +193,7 @@ async fn run(size: &Size) -> Measured {
                     let high = m % 10 == 0 && (s / 30) % 2 == 0;
                     reading(m, t, if high { 5.0 } else { 1.5 })
                 });
-                publish_all(&js, batch).await;
+                plant::publish_all(&js, batch).await;
                 sent += machines as u64;
             }
             sent

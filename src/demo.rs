@@ -84,7 +84,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let client = crate::connect(&server.url()).await?;
     let js = jetstream::new(client.clone());
     plant::ensure_streams(&js).await.map_err(anyhow::Error::msg)?;
-    println!("streams TELEMETRY, ALERTS and STATOR_DEADLETTER created");
+    println!("streams TELEMETRY, ALERTS, FEATURES and STATOR_DEADLETTER and the MACHINE_CONFIG bucket created");
 
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let spec = PlantSpec {

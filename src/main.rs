@@ -360,8 +360,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             });
             let outcome = stator::replay::run(&live, &id, start, archive.as_deref(), stop_rx).await;
             signals.abort();
-            stator::replay::report(&outcome?);
-            Ok(ExitCode::SUCCESS)
+            let outcome = outcome?;
+            stator::replay::report(&outcome);
+            // Stopped by a signal: not a finished replay (128 + SIGINT, as shells report it).
+            Ok(if outcome.stopped { ExitCode::from(130) } else { ExitCode::SUCCESS })
         }
         Command::Demo { dir, readings, waveform_seconds } => {
             demo::run(&DemoOptions { dir, readings, waveform_blocks: waveform_seconds * 2 }).await?;

@@ -24,6 +24,10 @@ pub struct Outcome {
     pub windows: u64,
     /// Messages it dead-lettered.
     pub dead_letters: u64,
+    /// Messages it was delivered (all of `total` unless stopped).
+    pub fetched: u64,
+    /// Whether `stop` ended it before the end of the range.
+    pub stopped: bool,
 }
 
 /// Runs `live` over history from `start`, as [`replay::plan`] describes, until the stream
@@ -66,7 +70,9 @@ pub async fn run(
             }
         })
     };
-    let result = worker::run(Arc::new(plan.pipeline.clone()), client, stop, stats.clone(), RunMode::Drain).await;
+    let result =
+        worker::run(Arc::new(plan.pipeline.clone()), client, stop.clone(), stats.clone(), RunMode::Drain).await;
+    let stopped = *stop.borrow();
     ticker.abort();
     bar.set_position(Stats::get(&stats.fetched).min(total));
     bar.finish();
@@ -78,6 +84,8 @@ pub async fn run(
         alerts: Stats::get(&stats.alerts_published),
         windows: Stats::get(&stats.windows_closed),
         dead_letters: Stats::get(&stats.dead_letters),
+        fetched: Stats::get(&stats.fetched),
+        stopped,
         plan,
     })
 }
@@ -100,9 +108,14 @@ fn progress_bar(total: u64) -> ProgressBar {
 /// Prints a finished replay and how to look at it.
 pub fn report(outcome: &Outcome) {
     let p = &outcome.plan.pipeline;
+    let (id, how) = (&outcome.plan.id, if outcome.stopped { "stopped early" } else { "done" });
     println!(
-        "replay {} done: {} messages, {} windows closed, {} alert transitions, {} dead letters",
-        outcome.plan.id, outcome.total, outcome.windows, outcome.alerts, outcome.dead_letters
+        "replay {id} {how}: {} of {} messages, {} windows closed, {} alert transitions, {} dead letters",
+        outcome.fetched.min(outcome.total),
+        outcome.total,
+        outcome.windows,
+        outcome.alerts,
+        outcome.dead_letters
     );
     println!("alerts: stream {} subjects {}.>", replay::STREAM, outcome.plan.subject_prefix);
     println!(

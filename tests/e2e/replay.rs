@@ -67,7 +67,7 @@ async fn a_replay_from_a_sequence_or_the_last_minutes_reproduces_the_live_alerts
     let file = file.to_str().unwrap();
     for (id, start) in [("from-seq", ["--from-seq", "1"]), ("last", ["--last", "15m"])] {
         let stdout = stator(&server, &[&["replay", file, "--id", id][..], &start[..]].concat()).await;
-        assert!(stdout.contains(&format!("replay {id} done: {} messages", readings.len())), "{stdout}");
+        assert!(stdout.contains(&format!("replay {id} done: {0} of {0} messages", readings.len())), "{stdout}");
         let prefix = format!("stator.replay.{id}");
         let replayed = replayed_alerts(&js, &prefix).await;
         assert_eq!(replayed.len(), live_alerts.len(), "{id}: {replayed:?}");

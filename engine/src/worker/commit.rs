@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::Subject;
 use async_nats::jetstream::{self, AckKind, kv, message::Acker};
+use async_nats::{Client, Subject};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
@@ -29,76 +29,99 @@ pub(crate) struct Commit {
     pub(crate) dead_letters: Vec<Outbound>,
     /// Alert states to persist: (KV key, value).
     pub(crate) states: Vec<(String, Bytes)>,
-    /// Messages to acknowledge once all of the above is durable.
-    pub(crate) acks: Vec<Acker>,
+    /// Messages to acknowledge once all of the above is durable (their reply subjects).
+    pub(crate) acks: Vec<Subject>,
     /// Messages to terminate once all of the above is durable (dead-lettered).
-    pub(crate) terms: Vec<Acker>,
+    pub(crate) terms: Vec<Subject>,
     /// Wait for the server to confirm these acks (the last commit of a drain), so that a
     /// drained run has nothing pending when it returns.
     pub(crate) confirm: bool,
-    /// Reply subjects of `acks` and `terms`, to keep them alive while the commit waits.
-    pub(crate) replies: Vec<Subject>,
     /// Position in the commit order (set when queued).
     pub(crate) id: u64,
 }
 
-/// Messages whose acks wait in queued commits (a slow or unreachable sink), kept from
-/// redelivery by in-progress acks until their commit is done.
+/// The acks of queued commits (a slow or unreachable sink may keep them waiting), kept from
+/// redelivery by in-progress acks until their commit is durable. Queuing moves a commit's
+/// acks here and the committer takes them back to send them, so each reply subject is held
+/// once.
 #[derive(Debug, Default)]
 pub(crate) struct Awaiting {
     next: u64,
-    commits: BTreeMap<u64, (Instant, Vec<Subject>)>,
+    commits: BTreeMap<u64, Acks>,
+}
+
+/// The messages a commit acknowledges or terminates, and when they were last kept alive.
+#[derive(Debug)]
+struct Acks {
+    since: Instant,
+    acks: Vec<Subject>,
+    terms: Vec<Subject>,
 }
 
 impl Awaiting {
-    /// Registers a commit about to be queued; returns its id.
+    /// Gives a commit about to be queued its id and takes its acks.
     pub(crate) fn queue(this: &Mutex<Self>, commit: &mut Commit, now: Instant) {
         let Ok(mut a) = this.lock() else { return };
         a.next += 1;
         commit.id = a.next;
-        if !commit.replies.is_empty() {
-            a.commits.insert(commit.id, (now, std::mem::take(&mut commit.replies)));
+        if !commit.acks.is_empty() || !commit.terms.is_empty() {
+            let acks =
+                Acks { since: now, acks: std::mem::take(&mut commit.acks), terms: std::mem::take(&mut commit.terms) };
+            a.commits.insert(commit.id, acks);
         }
     }
 
-    fn done(this: &Mutex<Self>, id: u64) {
-        if let Ok(mut a) = this.lock() {
-            a.commits.remove(&id);
+    /// Messages whose acks wait in queued commits.
+    pub(crate) fn held(this: &Mutex<Self>) -> usize {
+        this.lock().map_or(0, |a| a.commits.values().map(|a| a.acks.len() + a.terms.len()).sum())
+    }
+
+    /// Takes back the acks of commit `id`, now durable: (acks, terms).
+    fn take(this: &Mutex<Self>, id: u64) -> (Vec<Subject>, Vec<Subject>) {
+        match this.lock().ok().and_then(|mut a| a.commits.remove(&id)) {
+            Some(a) => (a.acks, a.terms),
+            None => Default::default(),
         }
     }
 
     /// Sends in-progress acks for commits that have waited `after` since their last one.
-    pub(crate) async fn keep_alive(this: &Mutex<Self>, js: &jetstream::Context, now: Instant, after: Duration) -> u64 {
+    pub(crate) async fn keep_alive(this: &Mutex<Self>, client: &Client, now: Instant, after: Duration) -> u64 {
         let due: Vec<Subject> = match this.lock() {
             Ok(mut a) => a
                 .commits
                 .values_mut()
-                .filter(|(since, _)| now.duration_since(*since) >= after)
-                .flat_map(|(since, replies)| {
-                    *since = now;
-                    replies.iter().cloned()
+                .filter(|a| now.duration_since(a.since) >= after)
+                .flat_map(|a| {
+                    a.since = now;
+                    a.acks.iter().chain(&a.terms).cloned()
                 })
                 .collect(),
             Err(_) => return 0,
         };
         for reply in &due {
-            let _ = Acker::new(js.clone(), Some(reply.clone())).ack_with(AckKind::Progress).await;
+            send(client, reply, AckKind::Progress).await;
         }
         due.len() as u64
     }
 }
 
+/// Sends an ack of `kind` to a message's reply subject. Not confirmed: a lost ack means a
+/// redelivery, which the worker recognises.
+pub(crate) async fn send(client: &Client, reply: &Subject, kind: AckKind) {
+    if let Err(e) = client.publish(reply.clone(), kind.into()).await {
+        tracing::debug!(error = %e, ?kind, "ack not sent");
+    }
+}
+
 impl Commit {
-    /// Acknowledges a message once the commit is durable.
-    pub(crate) fn ack(&mut self, acker: Acker, reply: Option<Subject>) {
-        self.acks.push(acker);
-        self.replies.extend(reply);
+    /// Acknowledges a message (its reply subject) once the commit is durable.
+    pub(crate) fn ack(&mut self, reply: Subject) {
+        self.acks.push(reply);
     }
 
     /// Terminates a message once the commit is durable.
-    pub(crate) fn term(&mut self, acker: Acker, reply: Option<Subject>) {
-        self.terms.push(acker);
-        self.replies.extend(reply);
+    pub(crate) fn term(&mut self, reply: Subject) {
+        self.terms.push(reply);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -124,6 +147,7 @@ pub(crate) fn seconds_since(event_ms: i64) -> f64 {
 /// Where the committer makes things durable.
 pub(crate) struct Sinks {
     pub(crate) publisher: Publisher,
+    pub(crate) js: jetstream::Context,
     pub(crate) store: kv::Store,
     pub(crate) archive: Option<Writer>,
     pub(crate) awaiting: Arc<Mutex<Awaiting>>,
@@ -137,17 +161,15 @@ pub(crate) async fn run(
     stats: Arc<Stats>,
 ) -> bool {
     while let Some(commit) = rx.recv().await {
-        let id = commit.id;
         if !apply(commit, &mut sinks, &abort, &stats).await {
             return false;
         }
-        Awaiting::done(&sinks.awaiting, id);
     }
     true
 }
 
 async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stats: &Stats) -> bool {
-    let Sinks { publisher, store, archive, .. } = sinks;
+    let Sinks { publisher, js, store, archive, awaiting } = sinks;
     for out in &c.alerts {
         match publisher.publish(out, abort).await {
             Ok(true) => Stats::add(&stats.alerts_duplicate, 1),
@@ -211,28 +233,29 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
-    // Acks need no confirmation: a lost ack means a redelivery, which the worker recognises.
+    // Acks need no confirmation, except at the end of a drain: a lost ack means a
+    // redelivery, which the worker recognises.
+    let (acks, terms) = Awaiting::take(awaiting, c.id);
     if c.confirm {
-        for chunk in c.acks.chunks(256) {
-            for r in futures::future::join_all(chunk.iter().map(Acker::double_ack)).await {
-                if let Err(e) = r {
+        for chunk in acks.chunks(256) {
+            let confirmed = chunk.iter().map(|reply| async {
+                if let Err(e) = Acker::new(js.clone(), Some(reply.clone())).double_ack().await {
                     tracing::debug!(error = %e, "ack not confirmed");
                 }
-            }
+            });
+            futures::future::join_all(confirmed).await;
         }
     } else {
-        for a in &c.acks {
-            if let Err(e) = a.ack().await {
-                tracing::debug!(error = %e, "ack not sent");
-            }
+        let client = js.client();
+        for reply in &acks {
+            send(&client, reply, AckKind::Ack).await;
         }
     }
-    Stats::add(&stats.acked, c.acks.len() as u64);
-    for t in &c.terms {
-        if let Err(e) = t.ack_with(AckKind::Term).await {
-            tracing::debug!(error = %e, "term not sent");
-        }
+    Stats::add(&stats.acked, acks.len() as u64);
+    let client = js.client();
+    for reply in &terms {
+        send(&client, reply, AckKind::Term).await;
     }
-    Stats::add(&stats.terminated, c.terms.len() as u64);
+    Stats::add(&stats.terminated, terms.len() as u64);
     true
 }

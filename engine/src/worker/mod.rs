@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, message::Acker};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use rangemap::RangeInclusiveSet;
 use tokio::sync::{mpsc, watch};
@@ -86,9 +86,12 @@ pub enum RunMode {
 /// redelivered to the next run).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// A message held until everything it went into is durable: only its reply subject (to ack
+/// it), the number of windows and archive files still holding it, and when it was last kept
+/// from redelivery. Small on purpose: a worker holds one per message since the last archive
+/// roll.
 struct InFlight {
-    acker: Acker,
-    reply: Option<async_nats::Subject>,
+    reply: async_nats::Subject,
     refs: u32,
     since: Instant,
 }
@@ -117,6 +120,7 @@ struct Worker {
     stream: Option<jetstream::stream::Stream>,
     awaiting: Arc<std::sync::Mutex<Awaiting>>,
     js: jetstream::Context,
+    client: async_nats::Client,
 }
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
@@ -185,6 +189,7 @@ pub async fn run(
         stream: js.get_stream(&pipeline.source.stream).await.ok(),
         awaiting: Arc::default(),
         js: js.clone(),
+        client: client.clone(),
     };
     let (sink, writer) = match &pipeline.archive {
         Some(spec) => {
@@ -207,7 +212,7 @@ pub async fn run(
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
     let publisher = Publisher::new(js.clone()).with_health(stats.outputs_available.clone());
-    let sinks = Sinks { publisher, store, archive: writer, awaiting: worker.awaiting.clone() };
+    let sinks = Sinks { publisher, js: js.clone(), store, archive: writer, awaiting: worker.awaiting.clone() };
     let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats.clone()));
     for up in [&stats.nats_connected, &stats.archive_available, &stats.outputs_available, &stats.consumer_bound] {
         up.set(1);
@@ -463,15 +468,16 @@ impl Worker {
                 b.remaining = b.remaining.saturating_sub(1);
             }
         }
-        let reply = msg.reply.clone();
-        let (msg, acker) = msg.split();
+        let jetstream::Message { message: mut msg, .. } = msg;
+        let Some(reply) = msg.reply.take() else {
+            return; // JetStream metadata comes from the reply subject: not reached
+        };
         if let Some(f) = self.inflight.get_mut(&seq) {
-            f.acker = acker; // a redelivery of a message we hold: keep the newest handle
-            f.reply = reply;
+            f.reply = reply; // a redelivery of a message we hold: ack the newest delivery
             return;
         }
         if self.done.contains(&seq) {
-            commit.ack(acker, reply); // handled in this run, its ack was lost: ack again
+            commit.ack(reply); // handled in this run, its ack was lost: ack again
             return;
         }
         let pipeline = self.pipeline.clone();
@@ -492,7 +498,7 @@ impl Worker {
                     &e.detail,
                 );
                 commit.dead_letters.push(out);
-                commit.term(acker, reply);
+                commit.term(reply);
                 self.done.insert(seq..=seq);
                 return;
             }
@@ -504,16 +510,16 @@ impl Worker {
                 output::dead_letter(&self.pipeline, origin, msg.headers.as_ref(), msg.payload.clone(), "late", &detail);
             commit.dead_letters.push(out);
             if refs == 0 {
-                commit.term(acker, reply);
+                commit.term(reply);
                 self.done.insert(seq..=seq);
                 return;
             }
         }
         if refs == 0 {
-            commit.ack(acker, reply);
+            commit.ack(reply);
             self.done.insert(seq..=seq);
         } else {
-            self.inflight.insert(seq, InFlight { acker, reply, refs, since: now });
+            self.inflight.insert(seq, InFlight { reply, refs, since: now });
         }
         if self.archive.as_mut().is_some_and(Sink::take_full) {
             self.roll_archive(now, false, commit);
@@ -620,7 +626,7 @@ impl Worker {
         if f.refs == 0
             && let Some(f) = self.inflight.remove(&seq)
         {
-            commit.ack(f.acker, f.reply);
+            commit.ack(f.reply);
             self.done.insert(seq..=seq);
         }
     }
@@ -755,11 +761,18 @@ impl Worker {
         }
     }
 
-    /// Whether the consumer has nothing more to deliver and every delivery was seen.
+    /// Whether the consumer has nothing more to deliver and every delivery was seen. The
+    /// server's count of unacknowledged deliveries must not exceed what the worker holds: in a
+    /// cluster a consumer's info can show nothing delivered while deliveries are on their way
+    /// (seen with an R3 consumer just created), and acks on their way make it briefly higher.
     async fn drained(&mut self, consumer: &mut PullConsumer) -> bool {
         match consumer.info().await {
             Ok(info) => {
-                self.barrier.is_none() && info.num_pending == 0 && info.delivered.stream_sequence <= self.seen_upto()
+                let held = self.inflight.len() + Awaiting::held(&self.awaiting);
+                self.barrier.is_none()
+                    && info.num_pending == 0
+                    && info.delivered.stream_sequence <= self.seen_upto()
+                    && info.num_ack_pending <= held
             }
             Err(_) => false,
         }
@@ -790,10 +803,10 @@ impl Worker {
     /// buffers or queued commits.
     async fn keep_alive(&mut self, now: Instant) {
         let half = self.ack_wait / 2;
-        let mut sent = Awaiting::keep_alive(&self.awaiting, &self.js, now, half).await;
+        let mut sent = Awaiting::keep_alive(&self.awaiting, &self.client, now, half).await;
         for f in self.inflight.values_mut() {
             if now.duration_since(f.since) >= half {
-                let _ = f.acker.ack_with(AckKind::Progress).await;
+                commit::send(&self.client, &f.reply, AckKind::Progress).await;
                 f.since = now;
                 sent += 1;
             }
@@ -804,7 +817,7 @@ impl Worker {
     async fn nak_inflight(&mut self) {
         let n = self.inflight.len() as u64;
         for (_, f) in self.inflight.drain() {
-            let _ = f.acker.ack_with(AckKind::Nak(None)).await;
+            commit::send(&self.client, &f.reply, AckKind::Nak(None)).await;
         }
         Stats::add(&self.stats.naked, n);
     }
