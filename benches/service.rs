@@ -159,7 +159,9 @@ async fn run(size: &Size) -> Measured {
     let started = Instant::now();
     loop {
         // Delivered, not acked: a reading is acked once its archive file rolls (every 5
-        // minutes in the shipped pipeline), which is not what this measures.
+        // minutes in the shipped pipeline), which is not what this measures. The pipeline has
+        // two filter subjects, so two consumers: `line-health` (the readings) and
+        // `line-health-2` (temperatures, none here).
         if let Ok(info) = stream.consumer_info("line-health").await
             && info.delivered.stream_sequence >= total
             && info.num_pending == 0

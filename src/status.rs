@@ -37,25 +37,35 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
     let js = jetstream::new(client);
     let source = &pipeline.source;
     let stream = js.get_stream(&source.stream).await.with_context(|| format!("stream `{}`", source.stream))?;
-    let info = stream
-        .consumer_info(&source.durable)
-        .await
-        .with_context(|| format!("consumer `{}` of stream `{}`", source.durable, source.stream))?;
+    // One consumer per filter subject when the pipeline has several: add them up.
+    let specs = stator_engine::source::specs_in_use(&stream, pipeline).await?;
+    let (mut delivered, mut floor, mut pending, mut ack_pending) = (0, u64::MAX, 0, 0);
+    for c in &specs {
+        let info = stream
+            .consumer_info(&c.durable)
+            .await
+            .with_context(|| format!("consumer `{}` of stream `{}`", c.durable, source.stream))?;
+        delivered = info.delivered.stream_sequence.max(delivered);
+        floor = info.ack_floor.stream_sequence.min(floor);
+        pending += info.num_pending;
+        ack_pending += info.num_ack_pending as u64;
+    }
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let durables: Vec<&str> = specs.iter().map(|c| c.durable.as_str()).collect();
     Ok(PipelineStatus {
         pipeline: pipeline.name.clone(),
         source: Some(stator_engine::observe::SourceInfo {
             stream: source.stream.clone(),
-            durable: source.durable.clone(),
+            durable: durables.join(", "),
         }),
-        fetched: info.delivered.stream_sequence,
-        acked: info.ack_floor.stream_sequence,
+        fetched: delivered,
+        acked: floor,
         dead_letters: 0,
         windows_closed: 0,
         alerts_published: 0,
-        pending: gauge(info.num_pending),
-        ack_pending: gauge(info.num_ack_pending as u64),
-        ack_floor: gauge(info.ack_floor.stream_sequence),
+        pending: gauge(pending),
+        ack_pending: gauge(ack_pending),
+        ack_floor: gauge(floor),
         watermark_lag_s: f64::NAN,
         recent_alerts: recent_alerts(&js, pipeline).await?,
     })

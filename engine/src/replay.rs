@@ -119,7 +119,7 @@ pub fn plan(live: &Pipeline, id: &str, start: Start, archive: Option<&str>) -> R
     Ok(Plan { id: id.to_owned(), subject_prefix, pipeline: p })
 }
 
-/// Creates the `STATOR_REPLAY` stream when missing and the replay's consumer, and returns
+/// Creates the `STATOR_REPLAY` stream when missing and the replay's consumers, and returns
 /// how many messages it has to go through.
 ///
 /// # Errors
@@ -140,18 +140,21 @@ pub async fn prepare(js: &jetstream::Context, plan: &Plan) -> Result<u64, Replay
     }
     let source = &plan.pipeline.source;
     let stream = js.get_stream(&source.stream).await.map_err(|e| nats(&format!("stream {}", source.stream), &e))?;
-    let config = consumer::pull::Config {
-        inactive_threshold: ABANDONED_AFTER,
-        description: Some(format!("stator replay {} of {}", plan.id, plan.pipeline.name)),
-        ..crate::source::consumer_config(&plan.pipeline)
-    };
-    let mut consumer: consumer::PullConsumer =
-        stream.create_consumer(config).await.map_err(|e| nats("creating the replay consumer", &e))?;
-    let info = consumer.info().await.map_err(|e| nats("replay consumer", &e))?;
-    Ok(info.num_pending)
+    let mut pending = 0;
+    for c in crate::source::consumer_specs(&plan.pipeline) {
+        let config = consumer::pull::Config {
+            inactive_threshold: ABANDONED_AFTER,
+            description: Some(format!("stator replay {} of {}", plan.id, plan.pipeline.name)),
+            ..crate::source::consumer_config(&plan.pipeline, &c)
+        };
+        let mut consumer: consumer::PullConsumer =
+            stream.create_consumer(config).await.map_err(|e| nats("creating the replay consumer", &e))?;
+        pending += consumer.info().await.map_err(|e| nats("replay consumer", &e))?.num_pending;
+    }
+    Ok(pending)
 }
 
-/// Removes what a finished replay leaves in NATS besides its outputs: its consumer and its
+/// Removes what a finished replay leaves in NATS besides its outputs: its consumers and its
 /// alert state.
 ///
 /// # Errors
@@ -159,7 +162,9 @@ pub async fn prepare(js: &jetstream::Context, plan: &Plan) -> Result<u64, Replay
 pub async fn clean_up(js: &jetstream::Context, plan: &Plan) -> Result<(), ReplayError> {
     let p = &plan.pipeline;
     let stream = js.get_stream(&p.source.stream).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
-    stream.delete_consumer(&p.source.durable).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
+    for c in crate::source::consumer_specs(p) {
+        stream.delete_consumer(&c.durable).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
+    }
     let store = crate::sink::state::open(js, &p.state_bucket).await.map_err(ReplayError::Nats)?;
     crate::sink::state::forget(&store, &p.name).await.map_err(ReplayError::Nats)
 }

@@ -51,6 +51,77 @@ async fn an_incompatible_existing_consumer_is_reported_not_changed() {
     assert_eq!((after.ack_policy, after.ack_wait), (AckPolicy::All, Duration::from_secs(5)), "left as it was");
 }
 
+/// Two filter subjects: one consumer per filter (nats-server reads a consumer with several
+/// filters an order of magnitude slower at thousands of subjects), both read to the end; an
+/// existing consumer with both filters is used as it is.
+#[tokio::test]
+async fn a_pipeline_with_two_filter_subjects_reads_one_consumer_per_filter_or_an_existing_one_with_both() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let two = r#"filter_subjects = ["acme.*.*.*.*.*.vibration.rms", "acme.*.*.*.*.*.temperature"]"#;
+    let text = rms_pipeline("2s", 1, "1h")
+        .replace(r#"filter_subjects = ["acme.*.*.*.*.*.vibration.rms"]"#, two)
+        .replace("name = \"rms_10s\"\n", "name = \"rms_10s\"\nfilter = \"acme.*.*.*.*.*.vibration.rms\"\n")
+        + r#"
+[[window]]
+name = "temperature_10s"
+key = ["site", "machine"]
+filter = "acme.*.*.*.*.*.temperature"
+tumbling = "10s"
+aggregates = ["max"]
+
+[[alert]]
+name = "hot"
+window = "temperature_10s"
+metric = "max"
+warning = 55.0
+critical = 65.0
+subject = "acme.{site}.alert.temperature.{machine}"
+"#;
+    let mut readings: Vec<Reading> = (0..25).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 5.0)).collect();
+    let temperature = |s: i64, v: f64| Reading {
+        subject: "acme.munich.hall-a.line-1.cnc-001.coolant.temperature".into(),
+        ..Reading::rms("munich", "cnc-001", T0 + s * 1000, v)
+    };
+    readings.extend((0..3).map(|s| temperature(s * 20, 70.0)));
+    publish(&js, &readings).await;
+    let p = pipeline(&text, &server.url());
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+
+    let stream = js.get_stream("TELEMETRY").await.unwrap();
+    for (durable, filter, count) in
+        [("test-rms", "acme.*.*.*.*.*.vibration.rms", 25), ("test-rms-2", "acme.*.*.*.*.*.temperature", 3)]
+    {
+        let info = stream.consumer_info(durable).await.unwrap();
+        assert_eq!(info.config.filter_subject, filter, "{durable}");
+        assert!(info.config.filter_subjects.is_empty(), "{durable}");
+        assert_eq!(
+            (info.num_pending, info.num_ack_pending, info.delivered.consumer_sequence),
+            (0, 0, count),
+            "{durable}"
+        );
+    }
+    let mut rules: Vec<String> = alerts(&js).await.into_iter().map(|(_, _, a)| a.rule).collect();
+    rules.sort();
+    assert_eq!(rules, ["hot", "vibration-rms"]);
+
+    // An existing consumer with both filters (made by an operator, or by an earlier version)
+    // is read as it is: no second consumer.
+    let other = text.replace("\"test-rms\"", "\"both\"");
+    let both = pull::Config {
+        durable_name: Some("both".into()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(130),
+        filter_subjects: vec!["acme.*.*.*.*.*.temperature".into(), "acme.*.*.*.*.*.vibration.rms".into()],
+        ..Default::default()
+    };
+    stream.create_consumer(both).await.unwrap();
+    RunningWorker::start(&pipeline(&other, &server.url()), &server.url(), RunMode::Drain).await.finish().await;
+    let info = stream.consumer_info("both").await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending, info.delivered.consumer_sequence), (0, 0, 28));
+    assert!(stream.consumer_info("both-2").await.is_err(), "no consumer per filter next to it");
+}
+
 #[tokio::test]
 async fn messages_held_past_half_the_ack_wait_get_in_progress_acks_and_are_not_redelivered() {
     let server = TestServer::with_streams().await;

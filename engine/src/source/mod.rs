@@ -47,11 +47,54 @@ pub enum SourceError {
     Nats(String),
 }
 
-/// Binds to (or creates) the pipeline's consumer and returns it with its current info.
+/// One of the consumers a pipeline reads: its durable name and filter subjects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    /// Durable name.
+    pub durable: String,
+    /// Filter subjects (none: the whole stream).
+    pub filters: Vec<String>,
+}
+
+/// A consumer bound for a run, with what the server said of it at binding.
+#[derive(Debug)]
+pub struct Bound {
+    /// Which consumer.
+    pub spec: ConsumerSpec,
+    /// The handle.
+    pub consumer: PullConsumer,
+    /// Its info at binding.
+    pub info: consumer::Info,
+}
+
+/// The consumers Stator creates for `pipeline`: one per filter subject when the file gives
+/// several (`{durable}` for the first, `{durable}-2`, `{durable}-3`, ... for the others),
+/// otherwise one. nats-server serves a consumer with several filter subjects an order of
+/// magnitude slower per message than one with a single filter once the stream holds
+/// thousands of subjects (docs/BENCHMARKS.md, "one filter subject against two").
+pub fn consumer_specs(pipeline: &Pipeline) -> Vec<ConsumerSpec> {
+    let spec = &pipeline.source;
+    if spec.filter_subjects.len() <= 1 {
+        return vec![ConsumerSpec { durable: spec.durable.clone(), filters: spec.filter_subjects.clone() }];
+    }
+    spec.filter_subjects
+        .iter()
+        .enumerate()
+        .map(|(i, f)| ConsumerSpec {
+            durable: if i == 0 { spec.durable.clone() } else { format!("{}-{}", spec.durable, i + 1) },
+            filters: vec![f.clone()],
+        })
+        .collect()
+}
+
+/// Binds to (or creates) the pipeline's consumers and returns them with their current info:
+/// those of [`consumer_specs`], or, when a consumer named `durable` already has all of the
+/// file's filter subjects (made by an operator or an earlier version), that one alone, as it
+/// is.
 ///
 /// # Errors
 /// See [`SourceError`].
-pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullConsumer, consumer::Info), SourceError> {
+pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<Vec<Bound>, SourceError> {
     let spec = &pipeline.source;
     let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
         jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
@@ -59,36 +102,75 @@ pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullC
         }
         _ => SourceError::Nats(e.to_string()),
     })?;
-    let info = match stream.consumer_info(&spec.durable).await {
+    let mut bound = Vec::new();
+    for c in specs_in_use(&stream, pipeline).await? {
+        bound.push(bind_one(&stream, pipeline, c).await?);
+    }
+    Ok(bound)
+}
+
+/// The consumers a pipeline reads on `stream` as things stand: see [`bind`].
+///
+/// # Errors
+/// [`SourceError::Nats`] when the server does not answer.
+pub async fn specs_in_use(
+    stream: &jetstream::stream::Stream,
+    pipeline: &Pipeline,
+) -> Result<Vec<ConsumerSpec>, SourceError> {
+    let spec = &pipeline.source;
+    if spec.filter_subjects.len() > 1 {
+        match stream.consumer_info(&spec.durable).await {
+            Ok(info) if filters_of(&info.config) == sorted(&spec.filter_subjects) => {
+                tracing::info!(
+                    stream = %spec.stream,
+                    durable = %spec.durable,
+                    "the consumer has all the filter subjects; nats-server reads such a consumer slowly once the stream holds thousands of subjects (docs/OPERATIONS.md, Sizing)"
+                );
+                return Ok(vec![ConsumerSpec { durable: spec.durable.clone(), filters: spec.filter_subjects.clone() }]);
+            }
+            Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
+            _ => {}
+        }
+    }
+    Ok(consumer_specs(pipeline))
+}
+
+async fn bind_one(
+    stream: &jetstream::stream::Stream,
+    pipeline: &Pipeline,
+    c: ConsumerSpec,
+) -> Result<Bound, SourceError> {
+    let spec = &pipeline.source;
+    let info = match stream.consumer_info(&c.durable).await {
         Ok(info) => info,
         Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
         Err(_) if !spec.create_consumer => {
-            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: spec.durable.clone() });
+            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: c.durable });
         }
         Err(_) => {
             let consumer: PullConsumer = stream
-                .create_consumer(consumer_config(pipeline))
+                .create_consumer(consumer_config(pipeline, &c))
                 .await
                 .map_err(|e| SourceError::Nats(e.to_string()))?;
-            tracing::info!(stream = %spec.stream, durable = %spec.durable, "created consumer");
+            tracing::info!(stream = %spec.stream, durable = %c.durable, filters = ?c.filters, "created consumer");
             let info = consumer.cached_info().clone();
-            return Ok((consumer, info));
+            return Ok(Bound { spec: c, consumer, info });
         }
     };
-    let problems = incompatibilities(pipeline, &info.config);
+    let problems = incompatibilities(pipeline, &c, &info.config);
     if !problems.is_empty() {
         return Err(SourceError::Incompatible {
             stream: spec.stream.clone(),
-            durable: spec.durable.clone(),
+            durable: c.durable,
             problems: problems.join("; "),
         });
     }
     let consumer =
-        stream.get_consumer::<pull::Config>(&spec.durable).await.map_err(|e| SourceError::Nats(e.to_string()))?;
-    Ok((consumer, info))
+        stream.get_consumer::<pull::Config>(&c.durable).await.map_err(|e| SourceError::Nats(e.to_string()))?;
+    Ok(Bound { spec: c, consumer, info })
 }
 
-/// Binds again after the consumer disappeared under a running worker (deleted by an
+/// Binds again after consumer `c` disappeared under a running worker (deleted by an
 /// operator, or lost with a stream's storage). With `create_consumer = true` it is created
 /// anew, starting at `resume_from` (the oldest message the worker has not finished), so
 /// nothing is skipped and little is repeated; otherwise [`SourceError::NoConsumer`].
@@ -98,26 +180,27 @@ pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<(PullC
 pub async fn rebind(
     js: &jetstream::Context,
     pipeline: &Pipeline,
+    c: &ConsumerSpec,
     resume_from: u64,
 ) -> Result<PullConsumer, SourceError> {
     let spec = &pipeline.source;
     let stream = js.get_stream(&spec.stream).await.map_err(|e| SourceError::Nats(e.to_string()))?;
-    match stream.consumer_info(&spec.durable).await {
+    match stream.consumer_info(&c.durable).await {
         Ok(_) => {
-            return stream.get_consumer(&spec.durable).await.map_err(|e| SourceError::Nats(e.to_string()));
+            return stream.get_consumer(&c.durable).await.map_err(|e| SourceError::Nats(e.to_string()));
         }
         Err(e) if !consumer_missing(e.kind()) => return Err(SourceError::Nats(e.to_string())),
         Err(_) if !spec.create_consumer => {
-            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: spec.durable.clone() });
+            return Err(SourceError::NoConsumer { stream: spec.stream.clone(), durable: c.durable.clone() });
         }
         Err(_) => {}
     }
     let config = pull::Config {
         deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: resume_from.max(1) },
-        ..consumer_config(pipeline)
+        ..consumer_config(pipeline, c)
     };
     let consumer = stream.create_consumer(config).await.map_err(|e| SourceError::Nats(e.to_string()))?;
-    tracing::warn!(stream = %spec.stream, durable = %spec.durable, resume_from, "consumer was gone; created it again");
+    tracing::warn!(stream = %spec.stream, durable = %c.durable, resume_from, "consumer was gone; created it again");
     Ok(consumer)
 }
 
@@ -130,26 +213,47 @@ fn consumer_missing(kind: jetstream::context::ConsumerInfoErrorKind) -> bool {
     }
 }
 
-/// The config of a consumer created for `pipeline`.
-pub fn consumer_config(pipeline: &Pipeline) -> pull::Config {
+/// The config of consumer `c` created for `pipeline`.
+pub fn consumer_config(pipeline: &Pipeline, c: &ConsumerSpec) -> pull::Config {
     let spec = &pipeline.source;
-    pull::Config {
-        durable_name: Some(spec.durable.clone()),
+    let mut config = pull::Config {
+        durable_name: Some(c.durable.clone()),
         description: Some(format!("stator pipeline {}", pipeline.name)),
         deliver_policy: spec.deliver,
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
         max_deliver: spec.max_deliver,
         max_ack_pending: spec.max_ack_pending,
-        filter_subjects: spec.filter_subjects.clone(),
         max_batch: spec.batch as i64 * 2,
         ..Default::default()
+    };
+    // One filter goes in `filter_subject`: nats-server versions without the fix of
+    // nats-io/nats-server#7852 take a one-element `filter_subjects` down their slower
+    // several-filters path.
+    match &c.filters[..] {
+        [one] => config.filter_subject = one.clone(),
+        many => config.filter_subjects = many.to_vec(),
     }
+    config
 }
 
-/// Everything about an existing consumer's config that the pipeline cannot work with.
-pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<String> {
-    let spec = &pipeline.source;
+fn sorted(filters: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = filters.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v
+}
+
+fn filters_of(config: &consumer::Config) -> Vec<&str> {
+    let mut have: Vec<&str> = config.filter_subjects.iter().map(String::as_str).collect();
+    if !config.filter_subject.is_empty() {
+        have.push(&config.filter_subject);
+    }
+    have.sort_unstable();
+    have
+}
+
+/// Everything about existing consumer `c`'s config that the pipeline cannot work with.
+pub fn incompatibilities(pipeline: &Pipeline, c: &ConsumerSpec, config: &consumer::Config) -> Vec<String> {
     let mut problems = Vec::new();
     if config.ack_policy != AckPolicy::Explicit {
         problems.push(format!("ack policy is {:?}, the pipeline needs explicit acks", config.ack_policy));
@@ -157,16 +261,10 @@ pub fn incompatibilities(pipeline: &Pipeline, config: &consumer::Config) -> Vec<
     if config.deliver_subject.is_some() {
         problems.push("it is a push consumer, the pipeline needs a pull consumer".into());
     }
-    if !spec.filter_subjects.is_empty() {
-        let mut have: Vec<&str> = config.filter_subjects.iter().map(String::as_str).collect();
-        if !config.filter_subject.is_empty() {
-            have.push(&config.filter_subject);
-        }
-        let mut want: Vec<&str> = spec.filter_subjects.iter().map(String::as_str).collect();
-        have.sort_unstable();
-        want.sort_unstable();
+    if !c.filters.is_empty() {
+        let (have, want) = (filters_of(config), sorted(&c.filters));
         if have != want {
-            problems.push(format!("its filter subjects are {have:?}, the pipeline file says {want:?}"));
+            problems.push(format!("its filter subjects are {have:?}, the pipeline needs {want:?} on it"));
         }
     }
     let longest = pipeline.windows.iter().map(|w| w.size + w.allowed_lateness).max().unwrap_or(Duration::ZERO);

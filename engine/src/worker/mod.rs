@@ -30,6 +30,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use rangemap::RangeInclusiveSet;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 pub use crate::observe::Stats;
 
@@ -38,6 +39,7 @@ use crate::archive::{self, Arrival, Layout, Sink, Table, WindowKey, WindowRef};
 use crate::config::{Format, Pipeline};
 use crate::machine::{self, MachineConfig};
 use crate::sink::{Publisher, state};
+use crate::source::Bound;
 use commit::{Awaiting, Commit, Sinks};
 use output::Origin;
 use route::{Op, Refused};
@@ -139,13 +141,20 @@ pub async fn run(
     let name = pipeline.name.clone();
     let nats_err = |message: String| WorkerError::Nats { pipeline: name.clone(), message };
     let js = jetstream::new(client.clone());
-    let (consumer, info) = crate::source::bind(&js, &pipeline)
+    let bound = crate::source::bind(&js, &pipeline)
         .await
         .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
-    let _ = stats.source.set(crate::observe::SourceInfo {
-        stream: pipeline.source.stream.clone(),
-        durable: pipeline.source.durable.clone(),
-    });
+    let durables: Vec<&str> = bound.iter().map(|b| b.spec.durable.as_str()).collect();
+    let _ = stats
+        .source
+        .set(crate::observe::SourceInfo { stream: pipeline.source.stream.clone(), durable: durables.join(", ") });
+    // What the consumers say together: the previous run's unacknowledged messages, the
+    // newest delivered, and the tightest limits.
+    let ack_pending: usize = bound.iter().map(|b| b.info.num_ack_pending).sum();
+    let delivered = bound.iter().map(|b| b.info.delivered.stream_sequence).max().unwrap_or(0);
+    let ack_wait = bound.iter().map(|b| b.info.config.ack_wait).max().unwrap_or_default();
+    let max_ack_pending = bound.iter().map(|b| b.info.config.max_ack_pending).min().unwrap_or(-1);
+    let consumer_config = bound.first().map(|b| b.info.config.clone()).unwrap_or_default();
     let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
     let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
     let (machines, machine_updates) = match &pipeline.machine_config_bucket {
@@ -163,10 +172,10 @@ pub async fn run(
         }
         None => (HashMap::new(), None),
     };
-    let barrier = (info.num_ack_pending > 0).then(|| Barrier {
-        until: Instant::now() + info.config.ack_wait + Duration::from_secs(2),
-        upto_seq: info.delivered.stream_sequence,
-        remaining: info.num_ack_pending,
+    let barrier = (ack_pending > 0).then(|| Barrier {
+        until: Instant::now() + ack_wait + Duration::from_secs(2),
+        upto_seq: delivered,
+        remaining: ack_pending,
     });
     if let Some(b) = &barrier {
         tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
@@ -180,7 +189,7 @@ pub async fn run(
         done: RangeInclusiveSet::new(),
         states,
         barrier,
-        ack_wait: info.config.ack_wait,
+        ack_wait,
         stats: stats.clone(),
         closed: Vec::new(),
         key_buf: String::new(),
@@ -199,7 +208,7 @@ pub async fn run(
                 Format::Json => Table::Readings,
                 Format::Waveform => Table::Waveforms,
             };
-            check_roll(&pipeline, spec, &info.config);
+            check_roll(&pipeline, spec, &consumer_config);
             tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
             let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone())
                 .with_health(stats.archive_available.clone());
@@ -208,16 +217,20 @@ pub async fn run(
         None => (None, None),
     };
     worker.archive = sink;
-    worker.max_ack_pending = usize::try_from(info.config.max_ack_pending).unwrap_or(usize::MAX);
+    worker.max_ack_pending = usize::try_from(max_ack_pending).unwrap_or(usize::MAX);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
     let publisher = Publisher::new(js.clone()).with_health(stats.outputs_available.clone());
     let sinks = Sinks { publisher, js: js.clone(), store, archive: writer, awaiting: worker.awaiting.clone() };
-    let committer = tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats.clone()));
+    // Both end with the run, also when it is dropped half-way (a task abort, as a crash is
+    // tested): no ack goes out after the worker is gone.
+    let mut committer = AbortOnDropHandle::new(tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats.clone())));
     for up in [&stats.nats_connected, &stats.archive_available, &stats.outputs_available, &stats.consumer_bound] {
         up.set(1);
     }
-    let monitor = tokio::spawn(monitor(client.clone(), consumer.clone(), stats.clone()));
+    let mut consumers: Vec<Bound> = bound;
+    let watched = consumers.iter().map(|b| b.consumer.clone()).collect();
+    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, stats.clone())));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     // JetStream gives up on a message after max_deliver deliveries and says so in an
@@ -231,11 +244,11 @@ pub async fn run(
             None
         }
     };
-    let result = worker.pump(consumer, advisories, &mut shutdown, &commit_tx, mode).await;
+    let result = worker.pump(&mut consumers, advisories, &mut shutdown, &commit_tx, mode).await;
 
     drop(commit_tx);
     let drained = tokio::select! {
-        r = committer => r.unwrap_or(false),
+        r = &mut committer => r.unwrap_or(false),
         _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
             let _ = abort_tx.send(true);
             false
@@ -275,7 +288,7 @@ fn check_roll(pipeline: &Pipeline, spec: &crate::config::ArchiveSpec, consumer: 
 /// Keeps the connection and consumer gauges current: the connection every second, the
 /// consumer's lag every five (polled from JetStream, with a timeout so that an unreachable
 /// server does not stall it).
-async fn monitor(client: async_nats::Client, mut consumer: PullConsumer, stats: Arc<Stats>) {
+async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, stats: Arc<Stats>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
@@ -285,12 +298,49 @@ async fn monitor(client: async_nats::Client, mut consumer: PullConsumer, stats: 
         if !connected || n % 5 != 0 {
             continue;
         }
-        if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), consumer.info()).await {
+        let mut lag = Lag::new();
+        let all = async {
+            for c in consumers.iter_mut() {
+                if !lag.add(c).await {
+                    return false;
+                }
+            }
+            true
+        };
+        if let Ok(true) = tokio::time::timeout(Duration::from_secs(3), all).await {
             let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            stats.consumer_pending.set(gauge(info.num_pending));
-            stats.consumer_ack_pending.set(gauge(info.num_ack_pending as u64));
-            stats.consumer_ack_floor.set(gauge(info.ack_floor.stream_sequence));
+            stats.consumer_pending.set(gauge(lag.pending));
+            stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));
+            stats.consumer_ack_floor.set(gauge(lag.ack_floor));
         }
+    }
+}
+
+/// The pipeline's consumers together, as the server counts them.
+struct Lag {
+    /// Messages not yet delivered.
+    pending: u64,
+    /// Delivered, not yet acknowledged.
+    ack_pending: usize,
+    /// Newest stream sequence delivered.
+    delivered: u64,
+    /// Stream sequence below which everything is acknowledged (the lowest of the consumers').
+    ack_floor: u64,
+}
+
+impl Lag {
+    fn new() -> Self {
+        Lag { pending: 0, ack_pending: 0, delivered: 0, ack_floor: u64::MAX }
+    }
+
+    /// Adds a consumer's counts; false when its info cannot be had.
+    async fn add(&mut self, consumer: &mut PullConsumer) -> bool {
+        let Ok(info) = consumer.info().await else { return false };
+        self.pending += info.num_pending;
+        self.ack_pending += info.num_ack_pending;
+        self.delivered = self.delivered.max(info.delivered.stream_sequence);
+        self.ack_floor = self.ack_floor.min(info.ack_floor.stream_sequence);
+        true
     }
 }
 
@@ -316,7 +366,7 @@ async fn next_update(rx: &mut Option<mpsc::Receiver<machine::Update>>) -> Option
 impl Worker {
     async fn pump(
         &mut self,
-        mut consumer: PullConsumer,
+        consumers: &mut [Bound],
         mut advisories: Option<async_nats::Subscriber>,
         shutdown: &mut watch::Receiver<bool>,
         commits: &mpsc::Sender<Commit>,
@@ -334,16 +384,27 @@ impl Worker {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let messages = consumer
-                .stream()
-                .max_messages_per_batch(batch)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await;
-            let mut messages = match messages {
-                Ok(m) => m.ready_chunks(batch),
-                Err(e) => {
+            // One pull stream per consumer, merged; each says when it ends, so that the worker
+            // pulls again.
+            let mut streams = Vec::with_capacity(consumers.len());
+            let mut failed = None;
+            for (i, b) in consumers.iter().enumerate() {
+                let messages = b
+                    .consumer
+                    .stream()
+                    .max_messages_per_batch(batch)
+                    .heartbeat(Duration::from_secs(5))
+                    .expires(Duration::from_secs(30))
+                    .messages()
+                    .await;
+                match messages {
+                    Ok(m) => streams.push(m.map(move |r| (i, Some(r))).chain(futures::stream::iter([(i, None)]))),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let mut messages = match failed {
+                None => futures::stream::select_all(streams).ready_chunks(batch),
+                Some(e) => {
                     tracing::warn!(pipeline = %self.pipeline.name, error = %e, "cannot pull; retrying");
                     tokio::select! {
                         _ = shutdown.changed() => return Ok(()),
@@ -363,16 +424,17 @@ impl Worker {
                     chunk = messages.next() => match chunk {
                         Some(chunk) => {
                             let now = Instant::now();
-                            for item in chunk {
+                            for (i, item) in chunk {
                                 match item {
-                                    Ok(msg) => self.on_message(msg, now, &mut commit),
-                                    Err(e) => {
-                                        tracing::warn!(pipeline = %self.pipeline.name, error = %e, "consumer stream error");
-                                        if consumer_may_be_gone(e.kind()) && let Some(c) = self.rebind(&mut consumer).await {
-                                            consumer = c;
+                                    Some(Ok(msg)) => self.on_message(msg, now, &mut commit),
+                                    Some(Err(e)) => {
+                                        tracing::warn!(pipeline = %self.pipeline.name, consumer = %consumers[i].spec.durable, error = %e, "consumer stream error");
+                                        if consumer_may_be_gone(e.kind()) && let Some(c) = self.rebind(&mut consumers[i]).await {
+                                            consumers[i].consumer = c;
                                             reconnect = true;
                                         }
                                     }
+                                    None => reconnect = true,
                                 }
                             }
                             self.close_windows(now, &mut commit);
@@ -386,7 +448,7 @@ impl Worker {
                         self.keep_alive(now).await;
                         self.close_windows(now, &mut commit);
                         self.note_watermark();
-                        if mode == RunMode::Drain && self.drained(&mut consumer).await {
+                        if mode == RunMode::Drain && self.drained(consumers).await {
                             self.flush(&mut commit);
                             commit.confirm = true;
                             let _ = self.queue(commit, commits, &mut tick, shutdown).await;
@@ -404,21 +466,21 @@ impl Worker {
         }
     }
 
-    /// Binds again when the consumer is gone (see [`crate::source::rebind`]), resuming at the
-    /// oldest message not finished. `None` when it still exists or cannot be recreated (the
-    /// error is logged, and the worker keeps trying).
-    async fn rebind(&mut self, current: &mut PullConsumer) -> Option<PullConsumer> {
-        if current.info().await.is_ok() {
+    /// Binds consumer `b` again when it is gone (see [`crate::source::rebind`]), resuming at
+    /// the oldest message not finished. `None` when it still exists or cannot be recreated
+    /// (the error is logged, and the worker keeps trying).
+    async fn rebind(&mut self, b: &mut Bound) -> Option<PullConsumer> {
+        if b.consumer.info().await.is_ok() {
             return None;
         }
         let resume = self.inflight.keys().min().copied().unwrap_or_else(|| self.seen_upto() + 1);
-        match crate::source::rebind(&self.js, &self.pipeline, resume).await {
+        match crate::source::rebind(&self.js, &self.pipeline, &b.spec, resume).await {
             Ok(c) => {
                 Stats::add(&self.stats.consumer_rebinds, 1);
                 Some(c)
             }
             Err(e) => {
-                tracing::error!(pipeline = %self.pipeline.name, error = %e, "the consumer is gone");
+                tracing::error!(pipeline = %self.pipeline.name, consumer = %b.spec.durable, error = %e, "the consumer is gone");
                 None
             }
         }
@@ -765,17 +827,15 @@ impl Worker {
     /// server's count of unacknowledged deliveries must not exceed what the worker holds: in a
     /// cluster a consumer's info can show nothing delivered while deliveries are on their way
     /// (seen with an R3 consumer just created), and acks on their way make it briefly higher.
-    async fn drained(&mut self, consumer: &mut PullConsumer) -> bool {
-        match consumer.info().await {
-            Ok(info) => {
-                let held = self.inflight.len() + Awaiting::held(&self.awaiting);
-                self.barrier.is_none()
-                    && info.num_pending == 0
-                    && info.delivered.stream_sequence <= self.seen_upto()
-                    && info.num_ack_pending <= held
+    async fn drained(&mut self, consumers: &mut [Bound]) -> bool {
+        let mut lag = Lag::new();
+        for b in consumers.iter_mut() {
+            if !lag.add(&mut b.consumer).await {
+                return false;
             }
-            Err(_) => false,
         }
+        let held = self.inflight.len() + Awaiting::held(&self.awaiting);
+        self.barrier.is_none() && lag.pending == 0 && lag.delivered <= self.seen_upto() && lag.ack_pending <= held
     }
 
     fn seen_upto(&self) -> u64 {
