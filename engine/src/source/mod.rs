@@ -72,9 +72,19 @@ pub struct Bound {
 /// otherwise one. nats-server serves a consumer with several filter subjects an order of
 /// magnitude slower per message than one with a single filter once the stream holds
 /// thousands of subjects (docs/BENCHMARKS.md, "one filter subject against two").
+///
+/// Split consumers deliver at their own pace, so one window must not take readings from two
+/// of them: a key's watermark moved by the faster one would make the slower one's readings
+/// late. The pipeline keeps one consumer with every filter when a window's `filter` (or its
+/// absence) overlaps more than one of them.
 pub fn consumer_specs(pipeline: &Pipeline) -> Vec<ConsumerSpec> {
     let spec = &pipeline.source;
-    if spec.filter_subjects.len() <= 1 {
+    let filters = &spec.filter_subjects;
+    let shared = pipeline.windows.iter().any(|w| {
+        let within = |f: &String| w.filter.as_deref().is_none_or(|wf| crate::subject::overlaps(wf, f));
+        filters.iter().filter(|f| within(f)).count() > 1
+    });
+    if filters.len() <= 1 || shared {
         return vec![ConsumerSpec { durable: spec.durable.clone(), filters: spec.filter_subjects.clone() }];
     }
     spec.filter_subjects
@@ -275,4 +285,44 @@ pub fn incompatibilities(pipeline: &Pipeline, c: &ConsumerSpec, config: &consume
         ));
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn specs(window_filters: &[Option<&str>]) -> Vec<(String, Vec<String>)> {
+        let mut text = String::from(
+            r#"
+[pipeline]
+name = "p"
+[source]
+url = "nats://127.0.0.1:4222"
+stream = "TELEMETRY"
+durable = "p"
+filter_subjects = ["acme.*.*.*.*.*.vibration.rms", "acme.*.*.*.*.*.temperature"]
+"#,
+        );
+        for (i, f) in window_filters.iter().enumerate() {
+            text += &format!(
+                "[[window]]\nname = \"w{i}\"\nkey = [\"machine\"]\ntumbling = \"10s\"\naggregates = [\"max\"]\n"
+            );
+            if let Some(f) = f {
+                text += &format!("filter = \"{f}\"\n");
+            }
+        }
+        let p = crate::config::load_str(Path::new("p.toml"), &text, &|_| None).expect("valid").pipeline;
+        consumer_specs(&p).into_iter().map(|c| (c.durable, c.filters)).collect()
+    }
+
+    #[test]
+    fn several_filters_split_unless_a_window_reads_more_than_one_of_them() {
+        let (rms, temp) = ("acme.*.*.*.*.*.vibration.rms", "acme.*.*.*.*.*.temperature");
+        let split = vec![("p".to_owned(), vec![rms.to_owned()]), ("p-2".to_owned(), vec![temp.to_owned()])];
+        assert_eq!(specs(&[Some(rms), Some(temp)]), split);
+        assert_eq!(specs(&[Some("acme.munich.>"), Some(temp)]).len(), 1, "acme.munich.> reads both");
+        let one = specs(&[Some(rms), None]);
+        assert_eq!(one, vec![("p".to_owned(), vec![rms.to_owned(), temp.to_owned()])], "no filter reads both");
+    }
 }
