@@ -39,16 +39,13 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
     let stream = js.get_stream(&source.stream).await.with_context(|| format!("stream `{}`", source.stream))?;
     // One consumer per filter subject when the pipeline has several: add them up.
     let specs = stator_engine::source::specs_in_use(&stream, pipeline).await?;
-    let (mut delivered, mut floor, mut pending, mut ack_pending) = (0, u64::MAX, 0, 0);
+    let mut lag = stator_engine::source::Lag::new();
     for c in &specs {
         let info = stream
             .consumer_info(&c.durable)
             .await
             .with_context(|| format!("consumer `{}` of stream `{}`", c.durable, source.stream))?;
-        delivered = info.delivered.stream_sequence.max(delivered);
-        floor = info.ack_floor.stream_sequence.min(floor);
-        pending += info.num_pending;
-        ack_pending += info.num_ack_pending as u64;
+        lag.add(&info);
     }
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let durables: Vec<&str> = specs.iter().map(|c| c.durable.as_str()).collect();
@@ -58,14 +55,14 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
             stream: source.stream.clone(),
             durable: durables.join(", "),
         }),
-        fetched: delivered,
-        acked: floor,
+        fetched: lag.delivered,
+        acked: lag.ack_floor,
         dead_letters: 0,
         windows_closed: 0,
         alerts_published: 0,
-        pending: gauge(pending),
-        ack_pending: gauge(ack_pending),
-        ack_floor: gauge(floor),
+        pending: gauge(lag.pending),
+        ack_pending: gauge(lag.ack_pending as u64),
+        ack_floor: gauge(lag.ack_floor),
         watermark_lag_s: f64::NAN,
         recent_alerts: recent_alerts(&js, pipeline).await?,
     })

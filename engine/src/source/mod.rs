@@ -119,6 +119,40 @@ pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<Vec<Bo
     Ok(bound)
 }
 
+/// A pipeline's consumers together, as the server counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Messages not yet delivered.
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub ack_pending: usize,
+    /// Newest stream sequence delivered.
+    pub delivered: u64,
+    /// Stream sequence below which everything is acknowledged (the lowest of the consumers').
+    pub ack_floor: u64,
+}
+
+impl Lag {
+    /// Nothing counted yet.
+    pub fn new() -> Self {
+        Lag { pending: 0, ack_pending: 0, delivered: 0, ack_floor: u64::MAX }
+    }
+
+    /// Adds one consumer's counts.
+    pub fn add(&mut self, info: &consumer::Info) {
+        self.pending += info.num_pending;
+        self.ack_pending += info.num_ack_pending;
+        self.delivered = self.delivered.max(info.delivered.stream_sequence);
+        self.ack_floor = self.ack_floor.min(info.ack_floor.stream_sequence);
+    }
+}
+
+impl Default for Lag {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The consumers a pipeline reads on `stream` as things stand: see [`bind`].
 ///
 /// # Errors
@@ -128,7 +162,8 @@ pub async fn specs_in_use(
     pipeline: &Pipeline,
 ) -> Result<Vec<ConsumerSpec>, SourceError> {
     let spec = &pipeline.source;
-    if spec.filter_subjects.len() > 1 {
+    let split = consumer_specs(pipeline);
+    if split.len() > 1 {
         match stream.consumer_info(&spec.durable).await {
             Ok(info) if filters_of(&info.config) == sorted(&spec.filter_subjects) => {
                 tracing::info!(
@@ -142,7 +177,7 @@ pub async fn specs_in_use(
             _ => {}
         }
     }
-    Ok(consumer_specs(pipeline))
+    Ok(split)
 }
 
 async fn bind_one(

@@ -236,6 +236,7 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
     // Acks need no confirmation, except at the end of a drain: a lost ack means a
     // redelivery, which the worker recognises.
     let (acks, terms) = Awaiting::take(awaiting, c.id);
+    let client = js.client();
     if c.confirm {
         for chunk in acks.chunks(256) {
             let confirmed = chunk.iter().map(|reply| async {
@@ -246,13 +247,11 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
             futures::future::join_all(confirmed).await;
         }
     } else {
-        let client = js.client();
         for reply in &acks {
             send(&client, reply, AckKind::Ack).await;
         }
     }
     Stats::add(&stats.acked, acks.len() as u64);
-    let client = js.client();
     for reply in &terms {
         send(&client, reply, AckKind::Term).await;
     }

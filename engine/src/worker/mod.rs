@@ -39,7 +39,7 @@ use crate::archive::{self, Arrival, Layout, Sink, Table, WindowKey, WindowRef};
 use crate::config::{Format, Pipeline};
 use crate::machine::{self, MachineConfig};
 use crate::sink::{Publisher, state};
-use crate::source::Bound;
+use crate::source::{Bound, Lag};
 use commit::{Awaiting, Commit, Sinks};
 use output::Origin;
 use route::{Op, Refused};
@@ -301,9 +301,8 @@ async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, s
         let mut lag = Lag::new();
         let all = async {
             for c in consumers.iter_mut() {
-                if !lag.add(c).await {
-                    return false;
-                }
+                let Ok(info) = c.info().await else { return false };
+                lag.add(info);
             }
             true
         };
@@ -313,34 +312,6 @@ async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, s
             stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));
             stats.consumer_ack_floor.set(gauge(lag.ack_floor));
         }
-    }
-}
-
-/// The pipeline's consumers together, as the server counts them.
-struct Lag {
-    /// Messages not yet delivered.
-    pending: u64,
-    /// Delivered, not yet acknowledged.
-    ack_pending: usize,
-    /// Newest stream sequence delivered.
-    delivered: u64,
-    /// Stream sequence below which everything is acknowledged (the lowest of the consumers').
-    ack_floor: u64,
-}
-
-impl Lag {
-    fn new() -> Self {
-        Lag { pending: 0, ack_pending: 0, delivered: 0, ack_floor: u64::MAX }
-    }
-
-    /// Adds a consumer's counts; false when its info cannot be had.
-    async fn add(&mut self, consumer: &mut PullConsumer) -> bool {
-        let Ok(info) = consumer.info().await else { return false };
-        self.pending += info.num_pending;
-        self.ack_pending += info.num_ack_pending;
-        self.delivered = self.delivered.max(info.delivered.stream_sequence);
-        self.ack_floor = self.ack_floor.min(info.ack_floor.stream_sequence);
-        true
     }
 }
 
@@ -830,9 +801,8 @@ impl Worker {
     async fn drained(&mut self, consumers: &mut [Bound]) -> bool {
         let mut lag = Lag::new();
         for b in consumers.iter_mut() {
-            if !lag.add(&mut b.consumer).await {
-                return false;
-            }
+            let Ok(info) = b.consumer.info().await else { return false };
+            lag.add(info);
         }
         let held = self.inflight.len() + Awaiting::held(&self.awaiting);
         self.barrier.is_none() && lag.pending == 0 && lag.delivered <= self.seen_upto() && lag.ack_pending <= held
