@@ -1,12 +1,16 @@
-# The README's two commands: `make demo` and `make test`. Both install what they need.
+# The README's two commands: `make demo` and `make test`. Each installs only what it needs
+# (scripts/setup-tools.sh: demo = nats-server; test = + S3 server and archive readers).
 CARGO ?= cargo
 
-.PHONY: setup demo test lint bench bench-python fmt
+.PHONY: setup setup-demo demo test lint bench fmt
+
+setup-demo:
+	@./scripts/setup-tools.sh demo
 
 setup:
-	./scripts/setup-tools.sh
+	@./scripts/setup-tools.sh test
 
-demo: setup
+demo: setup-demo
 	$(CARGO) run --quiet --bin stator -- demo
 
 test: setup
@@ -18,14 +22,11 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Every benchmark; each rewrites its results section of docs/BENCHMARKS.md.
-bench: setup bench-python
+bench:
+	@./scripts/setup-tools.sh bench
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench ingest
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench service
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench filters
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench analysis
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench archive
 	$(CARGO) bench --bench kernels
-
-# numpy/scipy for the Python comparison in `cargo bench --bench analysis`.
-bench-python:
-	PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target .tools/py-bench numpy scipy

@@ -2,7 +2,7 @@
 //! envelope spectrum and bearing scores for windows of 1 s at 25.6 kHz, through the same
 //! `Analyzer` the worker runs. Reported as machines at 25.6 kHz per core. Then the same
 //! analysis in numpy/scipy on the same samples, in the same run (`benches/analysis.py`),
-//! when a Python with numpy and scipy is found (`make bench` installs them in .tools/).
+//! when a Python with numpy and scipy is found (`make bench` installs them in the virtual environment .tools/bench).
 //!
 //! `cargo bench --bench analysis`
 
@@ -11,8 +11,8 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use stator_engine::config::{Operator, WaveformSpec};
 use stator_engine::waveform::{Analyzer, MachineSettings, WavePane};
+use stator_engine::waveform::{Operator, WaveformSpec};
 use stator_operators::bearing;
 use stator_operators::faults::{FaultKind, ScoreConfig};
 use stator_operators::spectrum::WindowFn;
@@ -27,7 +27,7 @@ fn main() {
     let spec = SynthSpec { fault: Some((FaultKind::OuterRace, 0.3)), ..SynthSpec::healthy(FS, 1797.0, m, 1) };
     let x = synthesize(&spec, 0, FS as usize);
     let mut analyzer = Analyzer::new(WaveformSpec {
-        operators: Operator::ALL.iter().map(|(_, o)| *o).collect(),
+        operators: Operator::all().collect(),
         fft_size: 4096,
         overlap: 0.5,
         spectral_window: WindowFn::Hann,
@@ -67,7 +67,7 @@ fn main() {
 
 /// The numpy/scipy rows of the table (or why there are none).
 fn compare_python(x: &[f32], ours: Duration, bench: bool) -> String {
-    let python = [".tools/py-bench/bin/python3", "python3"]
+    let python = [".tools/bench/bin/python3", "python3"]
         .into_iter()
         .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
         .find(|p| p.exists())
@@ -76,12 +76,7 @@ fn compare_python(x: &[f32], ours: Duration, bench: bool) -> String {
     let file = dir.path().join("x.f32");
     std::fs::write(&file, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).expect("write samples");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/analysis.py");
-    let out = std::process::Command::new(&python)
-        .env("PYTHONPATH", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/py-bench"))
-        .arg(script)
-        .arg(&file)
-        .arg(if bench { "5" } else { "0.2" })
-        .output();
+    let out = std::process::Command::new(&python).arg(script).arg(&file).arg(if bench { "5" } else { "0.2" }).output();
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);

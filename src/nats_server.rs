@@ -27,9 +27,7 @@ pub fn binary() -> Result<PathBuf, ServerError> {
     if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let candidates =
-        [PathBuf::from(".tools/bin/nats-server"), Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/nats-server")];
-    if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
+    if let Some(p) = tool_path(".tools/bin/nats-server") {
         return Ok(p);
     }
     std::env::var_os("PATH")
@@ -38,6 +36,12 @@ pub fn binary() -> Result<PathBuf, ServerError> {
         .map(|dir| dir.join("nats-server"))
         .find(|p| p.is_file())
         .ok_or(ServerError::NotFound)
+}
+
+/// A file the setup installed below `.tools/` (`relative` names it), looked for from the
+/// current directory, then from the checkout this crate was built in.
+pub fn tool_path(relative: &str) -> Option<PathBuf> {
+    [PathBuf::from(relative), Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)].into_iter().find(|p| p.is_file())
 }
 
 /// A free TCP port on the loopback interface.

@@ -1,7 +1,7 @@
 //! An S3-compatible server process for tests and benchmarks: moto's server mode.
 //!
-//! moto comes from PyPI (`make setup` installs it into `.tools/py-s3`; `STATOR_S3_PYTHONPATH`
-//! points at another install). Each server listens on its own free port and is killed on
+//! moto comes from PyPI (`make test` installs it into the virtual environment `.tools/s3`;
+//! `STATOR_S3_PYTHON` names another Python that has it). Each server listens on its own free port and is killed on
 //! drop; it can be paused (SIGSTOP) and resumed to play an outage without losing its data.
 
 use std::io::{Read, Write};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum S3ServerError {
     /// moto is not installed.
-    #[error("moto not found: run `make setup` (installs it into .tools/py-s3) or set STATOR_S3_PYTHONPATH")]
+    #[error("moto not found: run `make setup` (installs it into .tools/s3) or set STATOR_S3_PYTHON")]
     NotFound,
     /// The process did not come up, or refused a request.
     #[error("S3 server: {0}")]
@@ -28,14 +28,12 @@ pub struct S3Server {
     port: u16,
 }
 
-fn python_path() -> Result<PathBuf, S3ServerError> {
-    if let Some(p) = std::env::var_os("STATOR_S3_PYTHONPATH") {
+/// The Python that runs moto: `$STATOR_S3_PYTHON`, else the `.tools/s3` environment.
+fn python() -> Result<PathBuf, S3ServerError> {
+    if let Some(p) = std::env::var_os("STATOR_S3_PYTHON") {
         return Ok(PathBuf::from(p));
     }
-    [PathBuf::from(".tools/py-s3"), PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/py-s3"))]
-        .into_iter()
-        .find(|p| p.join("moto").is_dir())
-        .ok_or(S3ServerError::NotFound)
+    crate::nats_server::tool_path(".tools/s3/bin/python3").ok_or(S3ServerError::NotFound)
 }
 
 impl S3Server {
@@ -45,9 +43,8 @@ impl S3Server {
     /// [`S3ServerError`] when moto is missing or does not start within 30 s.
     pub fn start() -> Result<Self, S3ServerError> {
         let port = crate::nats_server::free_port().map_err(|e| S3ServerError::Failed(e.to_string()))?;
-        let child = Command::new("python3")
+        let child = Command::new(python()?)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("PYTHONPATH", python_path()?)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

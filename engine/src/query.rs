@@ -119,7 +119,7 @@ mod tests {
     async fn archive_with_two_partitions() -> (tempfile::TempDir, ArchiveLocation) {
         let dir = tempfile::tempdir().unwrap();
         let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
-        let layout = Layout::of(&SubjectTemplate::parse(crate::config::DEFAULT_SUBJECT_TEMPLATE).unwrap());
+        let layout = Layout::of(&SubjectTemplate::parse(crate::subject::DEFAULT_SUBJECT_TEMPLATE).unwrap());
         let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
         let t0 = 1_795_334_400_000; // 2026-11-22T08:00Z
         for (site, hour, base) in [("munich", 0, 1.0), ("berlin", 1, 10.0)] {
@@ -179,7 +179,7 @@ mod tests {
     async fn partition_and_page_pruning_skip_what_a_query_cannot_match() {
         let dir = tempfile::tempdir().unwrap();
         let loc = ArchiveLocation::open(dir.path().to_str().unwrap(), &[]).unwrap();
-        let layout = Layout::of(&SubjectTemplate::parse(crate::config::DEFAULT_SUBJECT_TEMPLATE).unwrap());
+        let layout = Layout::of(&SubjectTemplate::parse(crate::subject::DEFAULT_SUBJECT_TEMPLATE).unwrap());
         let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
         let t0 = 1_795_334_400_000;
         let mut seq = 0;

@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+/// Default subject template: the reference articles' hierarchy.
+pub const DEFAULT_SUBJECT_TEMPLATE: &str = "{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}";
+
 /// Whether `token` can stand in a published subject: non-empty, no wildcard, no whitespace.
 pub fn is_valid_token(token: &str) -> bool {
     !token.is_empty() && token != "*" && token != ">" && !token.contains(|c: char| c.is_whitespace() || c == '.')

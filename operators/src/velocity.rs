@@ -90,6 +90,18 @@ pub enum Zone {
     D,
 }
 
+impl Zone {
+    /// The zone as a number for alert rules: A = 1, B = 2, C = 3, D = 4.
+    pub fn number(self) -> f64 {
+        match self {
+            Zone::A => 1.0,
+            Zone::B => 2.0,
+            Zone::C => 3.0,
+            Zone::D => 4.0,
+        }
+    }
+}
+
 impl fmt::Display for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

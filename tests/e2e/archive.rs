@@ -306,14 +306,13 @@ async fn duckdb_pandas_and_polars_read_every_table_as_we_do() {
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let pythonpath =
-        std::env::var_os("STATOR_READERS_PYTHONPATH").unwrap_or_else(|| root.join(".tools/py-readers").into());
-    let out = std::process::Command::new("python3")
+    let python =
+        std::env::var_os("STATOR_READERS_PYTHON").unwrap_or_else(|| root.join(".tools/readers/bin/python3").into());
+    let out = std::process::Command::new(python)
         .arg(root.join("tests/tools/read_archive.py"))
         .arg(dir.path())
-        .env("PYTHONPATH", &pythonpath)
         .output()
-        .expect("python3");
+        .expect("the readers' python (run `make setup`)");
     assert!(out.status.success(), "readers failed (run `make setup`):\n{}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 

@@ -181,3 +181,107 @@ async fn a_catalogue_of_hostile_inputs_each_gets_its_named_outcome() {
     assert_eq!(Stats::get(&stats.dead_letters), 9);
     assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0), "every one settled; the worker carried on");
 }
+
+/// A malformed message carrying a header nats-server acts on when publishing (optimistic
+/// concurrency, de-duplication) is dead-lettered with that header renamed
+/// `Stator-Original-…`, so the dead letter is not refused or dropped, nothing stalls, and the
+/// drain finishes with everything acknowledged.
+#[tokio::test]
+async fn dead_letters_keep_server_interpreted_headers_under_other_names() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let subject = |machine: &str| format!("acme.munich.hall-a.line-1.{machine}.spindle.vibration.rms");
+    let last_seq = |js: async_nats::jetstream::Context| async move {
+        js.get_stream("TELEMETRY").await.unwrap().info().await.unwrap().state.last_sequence
+    };
+    publish_raw(&js, &subject("cnc-001"), br#"{"value":1.0,"timestamp":"2026-11-22T08:00:00Z"}"#).await;
+    // Each header with a value TELEMETRY accepts now; the dead-letter stream would refuse (or,
+    // for Nats-Msg-Id, drop as a duplicate) a publish carrying it.
+    let cases: Vec<(&str, String)> = vec![
+        ("Nats-Expected-Last-Sequence", last_seq(js.clone()).await.to_string()),
+        ("Nats-Expected-Stream", "TELEMETRY".into()),
+        ("Nats-Expected-Last-Subject-Sequence", "0".into()),
+        ("Nats-Msg-Id", "publisher-id-1".into()),
+        ("Nats-Expected-Last-Msg-Id", "publisher-id-1".into()),
+    ];
+    let mut seqs = Vec::new();
+    for (i, (name, value)) in cases.iter().enumerate() {
+        let mut headers = async_nats::HeaderMap::new();
+        if *name == "Nats-Expected-Last-Sequence" {
+            headers.insert(*name, last_seq(js.clone()).await.to_string().as_str());
+        } else {
+            headers.insert(*name, value.as_str());
+        }
+        headers.insert("X-Publisher", "line-gateway");
+        let machine = format!("cnc-1{i:02}");
+        let ack = js.publish_with_headers(subject(&machine), headers, "{not json".into()).await.unwrap();
+        seqs.push(ack.await.expect("TELEMETRY accepts the header").sequence);
+    }
+    let good: Vec<Reading> = (0..25).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 5.0)).collect();
+    publish(&js, &good).await;
+
+    let p = pipeline(&rms_pipeline("0s", 1, "1h"), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
+    tokio::time::timeout(Duration::from_secs(60), worker.finish()).await.expect("the drain finishes");
+
+    assert_eq!(alerts(&js).await.len(), 1, "the good readings still alert");
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    assert_eq!(dead.len(), cases.len());
+    for ((name, value), seq) in cases.iter().zip(&seqs) {
+        let m = dead
+            .iter()
+            .find(|m| m.headers.get("Stator-Seq").unwrap().as_str() == seq.to_string())
+            .unwrap_or_else(|| panic!("dead letter of the message with {name}"));
+        let original = m.headers.get(format!("Stator-Original-{name}").as_str());
+        assert!(original.is_some(), "{name} kept under Stator-Original-{name}");
+        // The dead letter's own Nats-Msg-Id is Stator's; no other Nats-* header is published.
+        match m.headers.get(*name) {
+            Some(v) if *name == "Nats-Msg-Id" => assert_ne!(v.as_str(), value, "the publisher's id is not reused"),
+            other => assert!(other.is_none(), "{name} not published as such"),
+        }
+        assert_eq!(m.headers.get("X-Publisher").unwrap().as_str(), "line-gateway");
+        assert_eq!(m.headers.get("Stator-Reason").unwrap().as_str(), "invalid_json");
+    }
+    assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
+}
+
+/// A stream that sources TELEMETRY stores each message with `Nats-Stream-Source`, which
+/// nats-server refuses on publish: a pipeline reading the sourced stream dead-letters a bad
+/// message with it renamed, and goes on.
+#[tokio::test]
+async fn a_bad_message_read_from_a_sourced_stream_is_dead_lettered() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "CLOUD".into(),
+        sources: Some(vec![async_nats::jetstream::stream::Source { name: "TELEMETRY".into(), ..Default::default() }]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let subject = "acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms";
+    publish_raw(&js, subject, b"{not json").await;
+    let good: Vec<Reading> = (0..25).map(|s| Reading::rms("munich", "cnc-001", T0 + s * 1000, 5.0)).collect();
+    publish(&js, &good).await;
+    wait_until(Duration::from_secs(20), "all 26 messages sourced", || {
+        let js = js.clone();
+        async move { js.get_stream("CLOUD").await.unwrap().info().await.unwrap().state.messages == 26 }
+    })
+    .await;
+
+    let text = rms_pipeline("0s", 1, "1h").replace("stream = \"TELEMETRY\"", "stream = \"CLOUD\"");
+    let p = pipeline(&text, &server.url());
+    assert_eq!(p.source.stream, "CLOUD");
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
+    tokio::time::timeout(Duration::from_secs(60), worker.finish()).await.expect("the drain finishes");
+
+    assert_eq!(alerts(&js).await.len(), 1);
+    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let h = &dead[0].headers;
+    assert_eq!(h.get("Stator-Stream").unwrap().as_str(), "CLOUD");
+    assert!(h.get("Stator-Original-Nats-Stream-Source").is_some_and(|v| v.as_str().contains("TELEMETRY")));
+    assert!(h.get("Nats-Stream-Source").is_none());
+    let info = js.get_stream("CLOUD").await.unwrap().consumer_info("test-rms").await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+}

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod archive;
+mod creds;
 mod dead_letters;
 mod faults;
 mod harness;

@@ -111,20 +111,9 @@ async fn an_nkey_seed_file_authenticates() {
 
 #[tokio::test]
 async fn a_creds_file_authenticates_against_an_operator_mode_server() {
-    // Operator, accounts and user made by the official @nats-io/jwt library (setup-tools.sh
-    // installs it into .tools/npm).
+    // Operator, accounts and user made in Rust (tests/e2e/creds.rs): signed NATS JWTs.
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let node_path = std::env::var("STATOR_NODE_PATH")
-        .unwrap_or_else(|_| root.join(".tools/npm/node_modules").display().to_string());
-    let out = Command::new("node")
-        .arg(root.join("tests/tools/nats_creds.js"))
-        .arg(dir.path())
-        .env("NODE_PATH", node_path)
-        .output()
-        .expect("node (run `make setup`)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = TestServer::start(&String::from_utf8(out.stdout).unwrap());
+    let server = TestServer::start(&crate::creds::operator_setup(dir.path()));
     let creds = dir.path().join("stator.creds");
     assert!(
         async_nats::connect(server.url()).await.is_err(),

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::ArchiveSpec;
 use super::partition::Partition;
 use super::rows::{AlertRow, FeatureRow, Keys, Reading, Rows, WaveRow, WindowRef};
 use super::table::{Layout, Table};
-use crate::config::ArchiveSpec;
 use crate::features::Features;
 
 /// A file's worth of rows, to be committed.

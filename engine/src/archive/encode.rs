@@ -325,7 +325,7 @@ mod tests {
     use crate::subject::SubjectTemplate;
 
     fn layout() -> Layout {
-        Layout::of(&SubjectTemplate::parse(crate::config::DEFAULT_SUBJECT_TEMPLATE).unwrap())
+        Layout::of(&SubjectTemplate::parse(crate::subject::DEFAULT_SUBJECT_TEMPLATE).unwrap())
     }
 
     fn keyed(keys: &mut Keys, machine: &str) -> u32 {

@@ -12,6 +12,7 @@ mod encode;
 mod location;
 mod partition;
 mod rows;
+mod spec;
 mod table;
 mod writer;
 
@@ -20,6 +21,7 @@ pub use encode::{Encoded, FileContext, PAGE_ROWS, ROW_GROUP_ROWS, encode, reserv
 pub use location::{ArchiveLocation, LocationError};
 pub use partition::{Partition, sanitize};
 pub use rows::{AlertRow, FeatureRow, Keys, Reading, Rows, WaveRow, WindowRef};
+pub use spec::{ArchiveSpec, DEFAULT_ARCHIVE_URL};
 pub use table::{Layout, NO_SITE, Table};
 pub use writer::{ArchiveError, Committed, Writer, list_files};
 

@@ -2,19 +2,10 @@
 
 use stator_operators::velocity::Zone;
 
+use super::checker::{Checker, is_name};
 use super::file::{AlertSection, LevelValue, WindowSection};
-use super::{AlertRule, Checker, KeyPath, WindowSpec, is_name};
+use super::{AlertRule, KeyPath, WindowSpec};
 use crate::subject::OutputTemplate;
-
-/// ISO zones as numbers for comparisons: A = 1 ... D = 4.
-pub fn zone_number(z: Zone) -> f64 {
-    match z {
-        Zone::A => 1.0,
-        Zone::B => 2.0,
-        Zone::C => 3.0,
-        Zone::D => 4.0,
-    }
-}
 
 fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metric: &str) -> Option<Option<f64>> {
     match v {
@@ -25,7 +16,7 @@ fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metri
             None
         }
         Some(LevelValue::Zone(z)) if metric == "iso_zone" => match z.parse::<Zone>() {
-            Ok(zone) => Some(Some(zone_number(zone))),
+            Ok(zone) => Some(Some(Zone::number(zone))),
             Err(e) => {
                 cx.error(&p.key(key), e);
                 None

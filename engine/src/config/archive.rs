@@ -2,44 +2,10 @@
 
 use std::time::Duration;
 
+use super::checker::{Checker, duration};
 use super::file::ArchiveSection;
-use super::{Checker, Format, KeyPath, duration};
-use crate::archive::{ArchiveLocation, Table};
-
-/// The validated `[archive]`.
-#[derive(Debug, Clone)]
-pub struct ArchiveSpec {
-    /// The location URL as written (after `${VAR}` expansion).
-    pub url: String,
-    /// Options passed to the object store.
-    pub options: Vec<(String, String)>,
-    /// Tables written.
-    pub tables: Vec<Table>,
-    /// Roll a partition's file at this many rows.
-    pub roll_rows: usize,
-    /// ... or at this many buffered bytes.
-    pub roll_bytes: usize,
-    /// ... or when its oldest row is this old.
-    pub roll_age: Duration,
-}
-
-impl ArchiveSpec {
-    /// Whether `table` is written.
-    pub fn writes(&self, table: Table) -> bool {
-        self.tables.contains(&table)
-    }
-
-    /// Opens the location.
-    ///
-    /// # Errors
-    /// [`crate::archive::LocationError`].
-    pub fn open(&self) -> Result<ArchiveLocation, crate::archive::LocationError> {
-        ArchiveLocation::open(&self.url, &self.options)
-    }
-}
-
-/// Default location.
-pub const DEFAULT_ARCHIVE_URL: &str = "file://./archive";
+use super::{Format, KeyPath};
+use crate::archive::{ArchiveLocation, ArchiveSpec, DEFAULT_ARCHIVE_URL, Table};
 
 pub(super) fn build_archive(
     cx: &mut Checker,

@@ -6,9 +6,11 @@ use stator_operators::faults::ScoreConfig;
 use stator_operators::spectrum::WindowFn;
 use stator_operators::velocity::{AccelUnit, Foundation, MachineGroup};
 
+use super::checker::{Checker, duration, is_name};
 use super::file::WindowSection;
-use super::{Checker, KeyPath, MAX_KEY_FIELDS, Operator, WaveformSpec, WindowKind, WindowSpec, duration, is_name};
+use super::{KeyPath, MAX_KEY_FIELDS, WindowKind, WindowSpec};
 use crate::subject::{self, SubjectTemplate};
+use crate::waveform::{Operator, WaveformSpec};
 use std::time::Duration;
 
 pub(super) fn build_window(
@@ -154,11 +156,11 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
     }
     let mut operators = Vec::new();
     for (i, name) in w.operators.iter().enumerate() {
-        match Operator::ALL.iter().find(|(n, _)| n == name) {
-            Some((_, op)) if !operators.contains(op) => operators.push(*op),
+        match Operator::named(name) {
+            Some(op) if !operators.contains(&op) => operators.push(op),
             Some(_) => {}
             None => {
-                let known: Vec<&str> = Operator::ALL.iter().map(|(n, _)| *n).collect();
+                let known = Operator::names();
                 cx.error(
                     &p.key("operators").index(i),
                     format!("unknown operator `{name}`, expected one of {}", known.join(", ")),

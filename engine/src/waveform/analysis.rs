@@ -1,20 +1,21 @@
 //! Running the declared operators over a closed waveform window.
 //!
 //! FFT plans and buffers are built once per size and kept by the [`Analyzer`] of a window
-//! spec, shared by all its keys (a worker analyses one window at a time).
+//! spec, shared by all its keys (a worker analyses one window at a time). The intermediate
+//! results several operators share (levels, the Welch spectrum, velocity, the envelope
+//! spectrum) are computed at most once per window, when the first operator asks, by the
+//! [`Window`] handed to each operator in turn.
 
 use std::collections::HashMap;
 
-use stator_operators::bearing::{self, Multipliers};
 use stator_operators::envelope::{EnvelopeConfig, EnvelopePlan, default_band};
-use stator_operators::faults::{FaultKind, Verdict, diagnose};
-use stator_operators::signal::levels;
+use stator_operators::signal::{Levels, levels};
 use stator_operators::simd::Kernels;
 use stator_operators::spectrum::{SpectrumPlan, Welch};
-use stator_operators::velocity::{AccelUnit, iso_zone, velocity_rms_mm_s};
+use stator_operators::velocity::{AccelUnit, velocity_rms_mm_s};
 
-use crate::config::{Operator, WaveformSpec, alert_zone_number};
-use crate::features::{Features, Vector};
+use super::spec::WaveformSpec;
+use crate::features::Features;
 
 /// The samples one window of one key accumulated.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -64,12 +65,113 @@ pub struct MachineSettings {
     pub fft_size: Option<usize>,
 }
 
+/// FFT plans by size, kept across windows.
+#[derive(Default)]
+struct Plans {
+    welch: HashMap<usize, Welch>,
+    envelope: HashMap<usize, EnvelopePlan>,
+}
+
+/// The Welch amplitude spectrum of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectrum {
+    /// Amplitude per bin, in the input unit.
+    pub amplitude: Vec<f32>,
+    /// Bin spacing, Hz.
+    pub df: f64,
+    /// Equivalent noise bandwidth of the spectral window, in bins.
+    pub enbw_bins: f64,
+}
+
+/// The squared-envelope spectrum of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeSpectrum {
+    /// Squared-envelope spectrum per bin.
+    pub spectrum: Vec<f32>,
+    /// Bin spacing, Hz.
+    pub df: f64,
+}
+
+/// One closed window as the operators see it: its samples and settings, and the results they
+/// share, each computed once, on first use.
+pub struct Window<'a> {
+    /// The samples, in time order.
+    pub samples: &'a [f32],
+    /// Sample rate, Hz.
+    pub sample_rate: f64,
+    /// The window spec.
+    pub spec: &'a WaveformSpec,
+    /// The machine's own settings.
+    pub machine: &'a MachineSettings,
+    /// Acceleration unit of the samples.
+    pub units: AccelUnit,
+    /// Shaft speed carried by the messages, rpm.
+    pub rpm: Option<f64>,
+    levels: Levels,
+    plans: &'a mut Plans,
+    spectrum: Option<Option<Spectrum>>,
+    velocity: Option<Option<f64>>,
+    envelope: Option<Option<EnvelopeSpectrum>>,
+}
+
+impl Window<'_> {
+    /// Overall levels of the samples.
+    pub fn levels(&self) -> &Levels {
+        &self.levels
+    }
+
+    /// The Welch spectrum (`fft_size`, the machine's if it has one), `None` when the window
+    /// holds fewer than 64 samples.
+    pub fn spectrum(&mut self) -> Option<&Spectrum> {
+        if self.spectrum.is_none() {
+            let n = self.machine.fft_size.unwrap_or(self.spec.fft_size).min(self.samples.len() & !1);
+            let computed = (n >= 64).then(|| {
+                let (window, overlap) = (self.spec.spectral_window, self.spec.overlap);
+                let welch =
+                    self.plans.welch.entry(n).or_insert_with(|| Welch::new(SpectrumPlan::new(n, window), overlap));
+                let mut amplitude = vec![0.0f32; n / 2 + 1];
+                welch.run(self.samples, &mut amplitude);
+                Spectrum { amplitude, df: self.sample_rate / n as f64, enbw_bins: welch.plan().enbw_bins() }
+            });
+            self.spectrum = Some(computed);
+        }
+        self.spectrum.as_ref().and_then(Option::as_ref)
+    }
+
+    /// Velocity RMS (mm/s) over the spec's velocity band, from the spectrum.
+    pub fn velocity_rms_mm_s(&mut self) -> Option<f64> {
+        if self.velocity.is_none() {
+            let (units, (lo, hi)) = (self.units, self.spec.velocity_band);
+            let v = self.spectrum().map(|s| velocity_rms_mm_s(&s.amplitude, s.df, s.enbw_bins, units, lo, hi));
+            self.velocity = Some(v);
+        }
+        self.velocity.flatten()
+    }
+
+    /// The squared-envelope spectrum over the longest fast FFT length of the samples, `None`
+    /// when that is below 64.
+    pub fn envelope(&mut self) -> Option<&EnvelopeSpectrum> {
+        if self.envelope.is_none() {
+            let n = smooth_len(self.samples.len());
+            let computed = (n >= 64).then(|| {
+                let plan = self.plans.envelope.entry(n).or_insert_with(|| EnvelopePlan::new(n));
+                let mut spectrum = vec![0.0f32; plan.bins()];
+                let band = self.spec.envelope_band.unwrap_or_else(|| default_band(self.sample_rate));
+                let config = EnvelopeConfig { band, whiten: self.spec.whiten };
+                plan.envelope_spectrum(&self.samples[..n], self.sample_rate, &config, &mut spectrum);
+                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64 }
+            });
+            self.envelope = Some(computed);
+        }
+        self.envelope.as_ref().and_then(Option::as_ref)
+    }
+}
+
 /// Computes the features of closed waveform windows.
 pub struct Analyzer {
     spec: WaveformSpec,
     kernels: Kernels,
-    welch: HashMap<usize, Welch>,
-    envelope: HashMap<usize, EnvelopePlan>,
+    plans: Plans,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -94,144 +196,52 @@ pub fn smooth_len(n: usize) -> usize {
 impl Analyzer {
     /// An analyzer for one waveform window spec.
     pub fn new(spec: WaveformSpec) -> Self {
-        Self { spec, kernels: Kernels::detect(), welch: HashMap::new(), envelope: HashMap::new() }
+        Self { spec, kernels: Kernels::detect(), plans: Plans::default() }
     }
 
-    /// The features of one window's samples.
+    /// The features of one window's samples: `samples` and `sample_rate`, then each
+    /// operator's, in the spec's order.
     pub fn analyze(&mut self, pane: &mut WavePane, machine: &MachineSettings) -> Features {
         let x = pane.samples();
-        let fs = pane.sample_rate;
         let mut f = Features::default();
         f.scalars.push(("samples", x.len() as f64));
-        let Some(l) = levels(&self.kernels, &x) else { return f };
-        f.scalars.push(("sample_rate", fs));
-        let ops = self.spec.operators.clone();
-        for op in &ops {
-            match op {
-                Operator::Rms => f.scalars.push(("rms", l.rms)),
-                Operator::Peak => f.scalars.push(("peak", l.peak)),
-                Operator::PeakToPeak => f.scalars.push(("peak_to_peak", l.peak_to_peak)),
-                Operator::CrestFactor => f.scalars.push(("crest_factor", l.crest_factor)),
-                Operator::Kurtosis => f.scalars.push(("kurtosis", l.kurtosis)),
-                Operator::Skewness => f.scalars.push(("skewness", l.skewness)),
-                _ => {}
-            }
-        }
-        let needs_spectrum =
-            ops.iter().any(|o| matches!(o, Operator::Spectrum | Operator::VelocityRms | Operator::IsoZone));
-        if needs_spectrum {
-            self.spectral(&x, fs, pane.units.unwrap_or(self.spec.units), machine, &ops, &mut f);
-        }
-        if ops.iter().any(|o| matches!(o, Operator::Envelope | Operator::BearingFaults)) {
-            self.envelope(&x, fs, pane.rpm, machine, &ops, &mut f);
+        let Some(levels) = levels(&self.kernels, &x) else { return f };
+        f.scalars.push(("sample_rate", pane.sample_rate));
+        let mut window = Window {
+            samples: &x,
+            sample_rate: pane.sample_rate,
+            spec: &self.spec,
+            machine,
+            units: pane.units.unwrap_or(self.spec.units),
+            rpm: pane.rpm,
+            levels,
+            plans: &mut self.plans,
+            spectrum: None,
+            velocity: None,
+            envelope: None,
+        };
+        for op in &self.spec.operators {
+            op.get().compute(&mut window, &mut f);
         }
         f
     }
-
-    fn spectral(
-        &mut self,
-        x: &[f32],
-        fs: f64,
-        units: AccelUnit,
-        machine: &MachineSettings,
-        ops: &[Operator],
-        f: &mut Features,
-    ) {
-        let n = machine.fft_size.unwrap_or(self.spec.fft_size).min(x.len() & !1);
-        if n < 64 {
-            return;
-        }
-        let (window, overlap) = (self.spec.spectral_window, self.spec.overlap);
-        let welch = self.welch.entry(n).or_insert_with(|| Welch::new(SpectrumPlan::new(n, window), overlap));
-        let mut amp = vec![0.0f32; n / 2 + 1];
-        welch.run(x, &mut amp);
-        let df = fs / n as f64;
-        let enbw = welch.plan().enbw_bins();
-        let (lo, hi) = self.spec.velocity_band;
-        let velocity = velocity_rms_mm_s(&amp, df, enbw, units, lo, hi);
-        if ops.contains(&Operator::VelocityRms) {
-            f.scalars.push(("velocity_rms", velocity));
-        }
-        if ops.contains(&Operator::IsoZone) {
-            let zone = iso_zone(velocity, self.spec.machine_group, self.spec.foundation);
-            f.scalars.push(("iso_zone", alert_zone_number(zone)));
-            f.texts.push(("iso_zone", zone.to_string()));
-        }
-        if ops.contains(&Operator::Spectrum) {
-            let (k, a) = peak(&amp);
-            f.scalars.push(("spectrum.peak_hz", k as f64 * df));
-            f.scalars.push(("spectrum.peak", f64::from(a)));
-            f.vectors.push(("spectrum", Vector { step: df, values: amp }));
-        }
-    }
-
-    fn envelope(
-        &mut self,
-        x: &[f32],
-        fs: f64,
-        rpm: Option<f64>,
-        machine: &MachineSettings,
-        ops: &[Operator],
-        f: &mut Features,
-    ) {
-        let n = smooth_len(x.len());
-        if n < 64 {
-            return;
-        }
-        let plan = self.envelope.entry(n).or_insert_with(|| EnvelopePlan::new(n));
-        let mut env = vec![0.0f32; plan.bins()];
-        let band = self.spec.envelope_band.unwrap_or_else(|| default_band(fs));
-        plan.envelope_spectrum(&x[..n], fs, &EnvelopeConfig { band, whiten: self.spec.whiten }, &mut env);
-        let df = fs / n as f64;
-        if ops.contains(&Operator::BearingFaults) {
-            self.bearing_faults(&env, df, rpm, machine, f);
-        }
-        if ops.contains(&Operator::Envelope) {
-            let (k, _) = peak(&env[1..]);
-            f.scalars.push(("envelope.peak_hz", (k + 1) as f64 * df));
-            f.vectors.push(("envelope", Vector { step: df, values: env }));
-        }
-    }
-
-    fn bearing_faults(&self, env: &[f32], df: f64, rpm: Option<f64>, machine: &MachineSettings, f: &mut Features) {
-        let designation = machine.bearing.as_deref().or(self.spec.bearing.as_deref());
-        let geometry = designation.and_then(bearing::catalog);
-        let rpm = rpm.or(machine.rpm).or(self.spec.rpm);
-        let (Some(g), Some(rpm)) = (geometry, rpm) else {
-            f.texts.push(("bearing.verdict", "unknown".into()));
-            f.texts.push(("bearing.note", "no bearing type or shaft speed for this machine".into()));
-            return;
-        };
-        let m: Multipliers = g.multipliers();
-        let d = diagnose(env, df, rpm / 60.0, &m, &self.spec.score);
-        for (name, kind) in [
-            ("bearing.bpfo_db", FaultKind::OuterRace),
-            ("bearing.bpfi_db", FaultKind::InnerRace),
-            ("bearing.bsf_db", FaultKind::Ball),
-            ("bearing.ftf_db", FaultKind::Cage),
-        ] {
-            f.scalars.push((name, d.evidence(kind).lines[0].snr_db));
-        }
-        let best = d.evidence.iter().map(|e| e.score_db).fold(f64::NEG_INFINITY, f64::max);
-        f.scalars.push(("bearing.score_db", best));
-        let fault_score = match d.verdict {
-            Verdict::Fault(kind) => d.evidence(kind).score_db,
-            Verdict::Normal => 0.0,
-        };
-        f.scalars.push(("bearing.fault_score_db", fault_score));
-        f.scalars.push(("rpm", rpm));
-        f.texts.push(("bearing.verdict", d.verdict.name().to_owned()));
-        f.texts.push(("bearing.type", designation.unwrap_or_default().to_owned()));
-    }
 }
 
-fn peak(x: &[f32]) -> (usize, f32) {
+/// The bin with the highest value, and that value.
+pub(crate) fn peak(x: &[f32]) -> (usize, f32) {
     x.iter().enumerate().fold((0, 0.0f32), |m, (k, a)| if *a > m.1 { (k, *a) } else { m })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::waveform::Operator;
+    use crate::waveform::operator::FeatureKind;
+    use stator_operators::bearing;
+    use stator_operators::faults::{FaultKind, ScoreConfig};
+    use stator_operators::spectrum::WindowFn;
+    use stator_operators::synth::{SynthSpec, synthesize};
+    use stator_operators::velocity::{Foundation, MachineGroup};
 
     #[test]
     fn smooth_lengths_have_small_factors() {
@@ -251,5 +261,73 @@ mod tests {
         let x = p.samples();
         assert_eq!(x.len(), 500 + 500);
         assert_eq!((x[0], x[499], x[500], x[999]), (-100.0, -599.0, 0.0, 499.0));
+    }
+
+    fn spec(operators: Vec<Operator>) -> WaveformSpec {
+        WaveformSpec {
+            operators,
+            fft_size: 4096,
+            overlap: 0.5,
+            spectral_window: WindowFn::Hann,
+            envelope_band: None,
+            whiten: false,
+            velocity_band: (10.0, 1000.0),
+            machine_group: MachineGroup::Medium,
+            foundation: Foundation::Rigid,
+            bearing: Some("6205".into()),
+            rpm: Some(1797.0),
+            units: AccelUnit::G,
+            score: ScoreConfig::default(),
+        }
+    }
+
+    /// Every registered operator, alone in a window, produces exactly the scalar features it
+    /// declares (its texts and vectors are among the declared ones): the registry is the one
+    /// place an operator is described.
+    #[test]
+    fn each_registered_operator_produces_what_it_declares() {
+        let fs = 25_600.0;
+        let m = bearing::catalog("6205").expect("6205").multipliers();
+        let synth = SynthSpec { fault: Some((FaultKind::OuterRace, 0.3)), ..SynthSpec::healthy(fs, 1797.0, m, 1) };
+        let x = synthesize(&synth, 0, fs as usize);
+        for op in Operator::all() {
+            let mut analyzer = Analyzer::new(spec(vec![op]));
+            let mut pane = WavePane::default();
+            pane.add(&x, 0, fs, 0, 1000);
+            let f = analyzer.analyze(&mut pane, &MachineSettings::default());
+            let declared =
+                |kind| -> Vec<&str> { op.get().features().iter().filter(|d| d.kind == kind).map(|d| d.name).collect() };
+            let scalars: Vec<&str> = f.scalars.iter().map(|(n, _)| *n).skip(2).collect();
+            assert_eq!(scalars, declared(FeatureKind::Scalar), "{}", op.name());
+            for (name, _) in &f.texts {
+                assert!(declared(FeatureKind::Text).contains(name), "{}: undeclared text {name}", op.name());
+            }
+            let vectors: Vec<&str> = f.vectors.iter().map(|(n, _)| *n).collect();
+            assert_eq!(vectors, declared(FeatureKind::Vector), "{}", op.name());
+        }
+    }
+
+    /// Operators in any order report the same values: shared results do not depend on which
+    /// operator asked first.
+    #[test]
+    fn operator_order_does_not_change_values() {
+        let fs = 25_600.0;
+        let m = bearing::catalog("6205").expect("6205").multipliers();
+        let synth = SynthSpec { fault: Some((FaultKind::OuterRace, 0.3)), ..SynthSpec::healthy(fs, 1797.0, m, 7) };
+        let x = synthesize(&synth, 0, fs as usize);
+        let run = |ops: Vec<Operator>| {
+            let mut pane = WavePane::default();
+            pane.add(&x, 0, fs, 0, 1000);
+            let mut f = Analyzer::new(spec(ops)).analyze(&mut pane, &MachineSettings::default());
+            f.scalars.sort_by(|a, b| a.0.cmp(b.0));
+            f.texts.sort();
+            f
+        };
+        let forward: Vec<Operator> = Operator::all().collect();
+        let backward: Vec<Operator> = Operator::all().collect::<Vec<_>>().into_iter().rev().collect();
+        let (a, b) = (run(forward), run(backward));
+        assert_eq!(a.scalars, b.scalars);
+        assert_eq!(a.texts, b.texts);
+        assert_eq!(a.text("bearing.verdict"), Some("outer_race"));
     }
 }

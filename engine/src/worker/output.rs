@@ -127,7 +127,7 @@ pub fn dead_letter(
     code: &str,
     detail: &str,
 ) -> Outbound {
-    let mut headers = original_headers.cloned().unwrap_or_default();
+    let mut headers = carried_over(original_headers);
     headers.insert("Stator-Reason", code);
     headers.insert("Stator-Detail", sanitize_header(detail).as_str());
     headers.insert("Stator-Stream", origin.stream);
@@ -141,6 +141,23 @@ pub fn dead_letter(
         payload,
         event_ms: 0,
     }
+}
+
+/// The original message's headers as a dead letter carries them. nats-server gives meaning to
+/// `Nats-*` headers on publish (`Nats-Stream-Source` of a sourced stream, `Nats-Expected-*`,
+/// `Nats-Rollup`, `Nats-TTL`, `Nats-Msg-Id`...) and refuses or drops a dead letter that carries
+/// them, so those keep their values under `Stator-Original-{name}`; every other header is copied.
+pub fn carried_over(original: Option<&HeaderMap>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
+        let name = name.to_string();
+        let reserved = name.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("nats-"));
+        let name = if reserved { format!("Stator-Original-{name}") } else { name };
+        for value in values {
+            out.append(name.as_str(), value.as_str());
+        }
+    }
+    out
 }
 
 /// Header values are one line of printable text, at most 512 bytes.

@@ -1,0 +1,35 @@
+//! The squared-envelope spectrum of the window and its highest line.
+
+use crate::features::{Features, Vector};
+use crate::waveform::analysis::{Window, peak};
+use crate::waveform::operator::{FeatureDef, WaveformOperator};
+
+/// `envelope`.
+pub(crate) struct EnvelopeOp;
+
+impl WaveformOperator for EnvelopeOp {
+    fn name(&self) -> &'static str {
+        "envelope"
+    }
+
+    fn about(&self) -> &'static str {
+        "band-pass by FFT (`envelope_band`, default 1 kHz to 40 % of the sample rate, at most 10 kHz), analytic signal (Hilbert by FFT), squared envelope, Hann spectrum; optional `whiten`"
+    }
+
+    fn settings(&self) -> &'static [&'static str] {
+        &["envelope_band", "whiten"]
+    }
+
+    fn features(&self) -> &'static [FeatureDef] {
+        const FEATURES: &[FeatureDef] =
+            &[FeatureDef::vector("envelope", "input unit²"), FeatureDef::scalar("envelope.peak_hz", "Hz")];
+        FEATURES
+    }
+
+    fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
+        let Some(e) = window.envelope() else { return };
+        let (k, _) = peak(&e.spectrum[1..]);
+        out.scalars.push(("envelope.peak_hz", (k + 1) as f64 * e.df));
+        out.vectors.push(("envelope", Vector { step: e.df, values: e.spectrum.clone() }));
+    }
+}

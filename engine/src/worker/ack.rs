@@ -1,0 +1,91 @@
+//! Ack tracking: every held message until the last window or archive file holding it is
+//! durable; in-progress acks while it waits; NAKs for what a stopping run still holds; the
+//! restart barrier that holds the watermark until the previous run's messages are back.
+
+use std::time::Instant;
+
+use async_nats::jetstream::AckKind;
+
+use super::commit::{self, Awaiting, Commit};
+use super::{Stats, Worker};
+use crate::archive;
+
+/// A message held until everything it went into is durable: only its reply subject (to ack
+/// it), the number of windows and archive files still holding it, and when it was last kept
+/// from redelivery. Small on purpose: a worker holds one per message since the last archive
+/// roll.
+pub(super) struct InFlight {
+    pub(super) reply: async_nats::Subject,
+    pub(super) refs: u32,
+    pub(super) since: Instant,
+}
+
+/// Holds the watermark after a restart until the previous run's unacknowledged messages are
+/// redelivered (`remaining`) or `until`.
+pub(super) struct Barrier {
+    pub(super) until: Instant,
+    pub(super) upto_seq: u64,
+    pub(super) remaining: usize,
+}
+
+impl Worker {
+    /// Rolls due archive files into `commit` and releases what they held. Files roll early
+    /// when the messages waiting for them near the consumer's max_ack_pending, which would
+    /// otherwise stop deliveries.
+    pub(super) fn roll_archive(&mut self, now: Instant, flush: bool, commit: &mut Commit) {
+        let Some(sink) = self.archive.as_mut() else { return };
+        let crowded =
+            self.inflight.len() >= self.max_ack_pending / 10 * 9 && sink.buffered_rows() >= self.max_ack_pending / 4;
+        let mut rolled = archive::Rolled::default();
+        sink.roll(now, flush || crowded, &mut rolled);
+        Stats::add(&self.stats.archive_rolls, rolled.files.len() as u64);
+        commit.files.extend(rolled.files);
+        commit.states.extend(rolled.states);
+        for seq in rolled.release {
+            self.release(seq, commit);
+        }
+    }
+
+    /// Drops one reference to a message; the last one acknowledges it.
+    pub(super) fn release(&mut self, seq: u64, commit: &mut Commit) {
+        let Some(f) = self.inflight.get_mut(&seq) else {
+            return;
+        };
+        f.refs -= 1;
+        if f.refs == 0
+            && let Some(f) = self.inflight.remove(&seq)
+        {
+            commit.ack(f.reply);
+            self.done.insert(seq..=seq);
+        }
+    }
+
+    pub(super) fn seen_upto(&self) -> u64 {
+        let inflight = self.inflight.keys().max().copied().unwrap_or(0);
+        let done = self.done.iter().next_back().map_or(0, |r| *r.end());
+        inflight.max(done)
+    }
+
+    /// Sends in-progress acks for messages held longer than half the ack wait, in windows,
+    /// buffers or queued commits.
+    pub(super) async fn keep_alive(&mut self, now: Instant) {
+        let half = self.ack_wait / 2;
+        let mut sent = Awaiting::keep_alive(&self.awaiting, &self.client, now, half).await;
+        for f in self.inflight.values_mut() {
+            if now.duration_since(f.since) >= half {
+                commit::send(&self.client, &f.reply, AckKind::Progress).await;
+                f.since = now;
+                sent += 1;
+            }
+        }
+        Stats::add(&self.stats.in_progress, sent);
+    }
+
+    pub(super) async fn nak_inflight(&mut self) {
+        let n = self.inflight.len() as u64;
+        for (_, f) in self.inflight.drain() {
+            commit::send(&self.client, &f.reply, AckKind::Nak(None)).await;
+        }
+        Stats::add(&self.stats.naked, n);
+    }
+}

@@ -1,0 +1,210 @@
+//! A run from start to stop: bind the consumers, load alert state and machine config, start
+//! the committer and the monitor, pump, then stop cleanly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use rangemap::RangeInclusiveSet;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
+
+use super::commit::{self, Commit, Sinks};
+use super::route::Op;
+use super::{Barrier, RunMode, SHUTDOWN_GRACE, Stats, Worker, WorkerError};
+use crate::archive::{self, Layout, Sink, Table};
+use crate::config::{ArchiveSpec, Format, Pipeline};
+use crate::machine;
+use crate::sink::{Publisher, state};
+use crate::source::{Bound, Lag};
+
+/// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
+/// fetching, in-flight outputs confirmed, durable messages acknowledged, the rest NAKed for
+/// the next run.
+///
+/// # Errors
+/// [`WorkerError`] when the consumer cannot be bound or the state bucket opened.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    client: async_nats::Client,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+    mode: RunMode,
+) -> Result<(), WorkerError> {
+    let name = pipeline.name.clone();
+    let nats_err = |message: String| WorkerError::Nats { pipeline: name.clone(), message };
+    let js = jetstream::new(client.clone());
+    let bound = crate::source::bind(&js, &pipeline)
+        .await
+        .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
+    let durables: Vec<&str> = bound.iter().map(|b| b.spec.durable.as_str()).collect();
+    let _ = stats
+        .source
+        .set(crate::observe::SourceInfo { stream: pipeline.source.stream.clone(), durable: durables.join(", ") });
+    // What the consumers say together: the previous run's unacknowledged messages, the
+    // newest delivered, and the tightest limits.
+    let ack_pending: usize = bound.iter().map(|b| b.info.num_ack_pending).sum();
+    let delivered = bound.iter().map(|b| b.info.delivered.stream_sequence).max().unwrap_or(0);
+    let ack_wait = bound.iter().map(|b| b.info.config.ack_wait).max().unwrap_or_default();
+    let max_ack_pending = bound.iter().map(|b| b.info.config.max_ack_pending).min().unwrap_or(-1);
+    let consumer_config = bound.first().map(|b| b.info.config.clone()).unwrap_or_default();
+    let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
+    let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
+    let (machines, machine_updates) = match &pipeline.machine_config_bucket {
+        Some(bucket) => {
+            let kv = js.get_key_value(bucket).await.map_err(|e| WorkerError::Nats {
+                pipeline: name.clone(),
+                message: format!("machine config bucket `{bucket}`: {e}"),
+            })?;
+            let (tx, rx) = mpsc::channel(64);
+            let current = machine::watch(kv, tx).await.map_err(nats_err)?;
+            let revision = current.values().map(|c| c.revision).max().unwrap_or(0);
+            tracing::info!(pipeline = %name, bucket, machines = current.len(), revision, "machine config loaded");
+            stats.config_revision.set(i64::try_from(revision).unwrap_or(i64::MAX));
+            (current, Some(rx))
+        }
+        None => (HashMap::new(), None),
+    };
+    let barrier = (ack_pending > 0).then(|| Barrier {
+        until: Instant::now() + ack_wait + Duration::from_secs(2),
+        upto_seq: delivered,
+        remaining: ack_pending,
+    });
+    if let Some(b) = &barrier {
+        tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
+    }
+    let mut worker = Worker {
+        ops: pipeline.windows.iter().enumerate().map(|(i, w)| Op::new(i, w)).collect(),
+        machines,
+        machine_updates,
+        pipeline: pipeline.clone(),
+        inflight: HashMap::new(),
+        done: RangeInclusiveSet::new(),
+        states,
+        barrier,
+        ack_wait,
+        stats: stats.clone(),
+        closed: Vec::new(),
+        key_buf: String::new(),
+        archive: None,
+        max_ack_pending: usize::MAX,
+        stream: js.get_stream(&pipeline.source.stream).await.ok(),
+        awaiting: Arc::default(),
+        js: js.clone(),
+        client: client.clone(),
+    };
+    let (sink, writer) = match &pipeline.archive {
+        Some(spec) => {
+            let location = spec.open().map_err(|source| WorkerError::Archive { pipeline: name.clone(), source })?;
+            let layout = Layout::of(&pipeline.source.template);
+            let raw = match pipeline.source.format {
+                Format::Json => Table::Readings,
+                Format::Waveform => Table::Waveforms,
+            };
+            check_roll(&pipeline, spec, &consumer_config);
+            tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
+            let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone())
+                .with_health(stats.archive_available.clone());
+            (Some(Sink::new(spec.clone(), layout, raw)), Some(writer))
+        }
+        None => (None, None),
+    };
+    worker.archive = sink;
+    worker.max_ack_pending = usize::try_from(max_ack_pending).unwrap_or(usize::MAX);
+    let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let publisher = Publisher::new(js.clone()).with_health(stats.outputs_available.clone());
+    let sinks = Sinks { publisher, js: js.clone(), store, archive: writer, awaiting: worker.awaiting.clone() };
+    // Both end with the run, also when it is dropped half-way (a task abort, as a crash is
+    // tested): no ack goes out after the worker is gone.
+    let mut committer = AbortOnDropHandle::new(tokio::spawn(commit::run(commit_rx, sinks, abort_rx, stats.clone())));
+    for up in [&stats.nats_connected, &stats.archive_available, &stats.outputs_available, &stats.consumer_bound] {
+        up.set(1);
+    }
+    let mut consumers: Vec<Bound> = bound;
+    let watched = consumers.iter().map(|b| b.consumer.clone()).collect();
+    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, stats.clone())));
+    tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
+
+    // JetStream gives up on a message after max_deliver deliveries and says so in an
+    // advisory; the worker dead-letters it, so it is not silently dropped.
+    let advisory =
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}", pipeline.source.stream, pipeline.source.durable);
+    let advisories = match client.subscribe(advisory).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(pipeline = %name, error = %e, "cannot watch max-delivery advisories");
+            None
+        }
+    };
+    let result = worker.pump(&mut consumers, advisories, &mut shutdown, &commit_tx, mode).await;
+
+    drop(commit_tx);
+    let drained = tokio::select! {
+        r = &mut committer => r.unwrap_or(false),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            let _ = abort_tx.send(true);
+            false
+        }
+    };
+    worker.nak_inflight().await;
+    monitor.abort();
+    stats.consumer_bound.set(0);
+    let _ = client.flush().await;
+    tracing::info!(pipeline = %name, drained, "pipeline stopped");
+    result
+}
+
+/// Says (at info level: both are handled, and the defaults meet the first) when files will
+/// roll before `roll_rows` because the consumer would otherwise stop delivering, and when only
+/// in-progress acks keep buffered messages from redelivery.
+fn check_roll(pipeline: &Pipeline, spec: &ArchiveSpec, consumer: &jetstream::consumer::Config) {
+    let name = &pipeline.name;
+    if consumer.max_ack_pending > 0 && (consumer.max_ack_pending as usize) < spec.roll_rows {
+        tracing::info!(
+            pipeline = %name,
+            max_ack_pending = consumer.max_ack_pending,
+            roll_rows = spec.roll_rows,
+            "the consumer's max_ack_pending is below roll_rows: files roll early, whenever 90% of max_ack_pending messages wait for them"
+        );
+    }
+    if spec.roll_age >= consumer.ack_wait {
+        tracing::info!(
+            pipeline = %name,
+            roll_age = ?spec.roll_age,
+            ack_wait = ?consumer.ack_wait,
+            "roll_age is not shorter than the consumer's ack_wait: buffered messages are kept from redelivery only by in-progress acks"
+        );
+    }
+}
+
+/// Keeps the connection and consumer gauges current: the connection every second, the
+/// consumer's lag every five (polled from JetStream, with a timeout so that an unreachable
+/// server does not stall it).
+async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
+        tick.tick().await;
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        stats.nats_connected.set(i64::from(connected));
+        if !connected || n % 5 != 0 {
+            continue;
+        }
+        let mut lag = Lag::new();
+        let all = async {
+            for c in consumers.iter_mut() {
+                let Ok(info) = c.info().await else { return false };
+                lag.add(info);
+            }
+            true
+        };
+        if let Ok(true) = tokio::time::timeout(Duration::from_secs(3), all).await {
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            stats.consumer_pending.set(gauge(lag.pending));
+            stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));
+            stats.consumer_ack_floor.set(gauge(lag.ack_floor));
+        }
+    }
+}
