@@ -10,7 +10,7 @@ use super::checker::{Checker, duration, is_name};
 use super::file::WindowSection;
 use super::{KeyPath, MAX_KEY_FIELDS, WindowKind, WindowSpec};
 use crate::subject::{self, SubjectTemplate};
-use crate::waveform::{Operator, WaveformSpec};
+use crate::waveform::{AnalysisSettings, Operator, WaveformSpec};
 use std::time::Duration;
 
 pub(super) fn build_window(
@@ -249,18 +249,20 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
     ok.then(|| {
         WindowKind::Waveform(WaveformSpec {
             operators,
-            fft_size,
-            overlap,
-            spectral_window,
-            envelope_band,
-            whiten: w.whiten.unwrap_or(false),
-            velocity_band,
-            machine_group,
-            foundation,
-            bearing: w.bearing.clone(),
-            rpm: w.rpm,
-            units,
-            score,
+            settings: AnalysisSettings {
+                fft_size,
+                overlap,
+                spectral_window,
+                envelope_band,
+                whiten: w.whiten.unwrap_or(false),
+                velocity_band,
+                machine_group,
+                foundation,
+                bearing: w.bearing.clone(),
+                rpm: w.rpm,
+                units,
+                score,
+            },
         })
     })
 }

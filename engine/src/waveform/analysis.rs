@@ -1,19 +1,13 @@
 //! Running the declared operators over a closed waveform window.
 //!
-//! FFT plans and buffers are built once per size and kept by the [`Analyzer`] of a window
-//! spec, shared by all its keys (a worker analyses one window at a time). The intermediate
-//! results several operators share (levels, the Welch spectrum, velocity, the envelope
-//! spectrum) are computed at most once per window, when the first operator asks, by the
-//! [`Window`] handed to each operator in turn.
+//! The [`Analyzer`] of a window spec keeps the FFT plans, shared by all its keys (a worker
+//! analyses one window at a time), and hands each operator the closed window ([`Window`]).
 
-use std::collections::HashMap;
-
-use stator_operators::envelope::{EnvelopeConfig, EnvelopePlan, default_band};
-use stator_operators::signal::{Levels, levels};
+use stator_operators::signal::levels;
 use stator_operators::simd::Kernels;
-use stator_operators::spectrum::{SpectrumPlan, Welch};
-use stator_operators::velocity::{AccelUnit, velocity_rms_mm_s};
+use stator_operators::velocity::AccelUnit;
 
+use super::context::{MachineSettings, Plans, Window};
 use super::spec::WaveformSpec;
 use crate::features::Features;
 
@@ -54,119 +48,6 @@ impl WavePane {
     }
 }
 
-/// Per-machine settings that override the window spec (from the machine config bucket).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MachineSettings {
-    /// Bearing designation.
-    pub bearing: Option<String>,
-    /// Shaft speed, rpm.
-    pub rpm: Option<f64>,
-    /// Spectrum FFT size.
-    pub fft_size: Option<usize>,
-}
-
-/// FFT plans by size, kept across windows.
-#[derive(Default)]
-struct Plans {
-    welch: HashMap<usize, Welch>,
-    envelope: HashMap<usize, EnvelopePlan>,
-}
-
-/// The Welch amplitude spectrum of a window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spectrum {
-    /// Amplitude per bin, in the input unit.
-    pub amplitude: Vec<f32>,
-    /// Bin spacing, Hz.
-    pub df: f64,
-    /// Equivalent noise bandwidth of the spectral window, in bins.
-    pub enbw_bins: f64,
-}
-
-/// The squared-envelope spectrum of a window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnvelopeSpectrum {
-    /// Squared-envelope spectrum per bin.
-    pub spectrum: Vec<f32>,
-    /// Bin spacing, Hz.
-    pub df: f64,
-}
-
-/// One closed window as the operators see it: its samples and settings, and the results they
-/// share, each computed once, on first use.
-pub struct Window<'a> {
-    /// The samples, in time order.
-    pub samples: &'a [f32],
-    /// Sample rate, Hz.
-    pub sample_rate: f64,
-    /// The window spec.
-    pub spec: &'a WaveformSpec,
-    /// The machine's own settings.
-    pub machine: &'a MachineSettings,
-    /// Acceleration unit of the samples.
-    pub units: AccelUnit,
-    /// Shaft speed carried by the messages, rpm.
-    pub rpm: Option<f64>,
-    levels: Levels,
-    plans: &'a mut Plans,
-    spectrum: Option<Option<Spectrum>>,
-    velocity: Option<Option<f64>>,
-    envelope: Option<Option<EnvelopeSpectrum>>,
-}
-
-impl Window<'_> {
-    /// Overall levels of the samples.
-    pub fn levels(&self) -> &Levels {
-        &self.levels
-    }
-
-    /// The Welch spectrum (`fft_size`, the machine's if it has one), `None` when the window
-    /// holds fewer than 64 samples.
-    pub fn spectrum(&mut self) -> Option<&Spectrum> {
-        if self.spectrum.is_none() {
-            let n = self.machine.fft_size.unwrap_or(self.spec.fft_size).min(self.samples.len() & !1);
-            let computed = (n >= 64).then(|| {
-                let (window, overlap) = (self.spec.spectral_window, self.spec.overlap);
-                let welch =
-                    self.plans.welch.entry(n).or_insert_with(|| Welch::new(SpectrumPlan::new(n, window), overlap));
-                let mut amplitude = vec![0.0f32; n / 2 + 1];
-                welch.run(self.samples, &mut amplitude);
-                Spectrum { amplitude, df: self.sample_rate / n as f64, enbw_bins: welch.plan().enbw_bins() }
-            });
-            self.spectrum = Some(computed);
-        }
-        self.spectrum.as_ref().and_then(Option::as_ref)
-    }
-
-    /// Velocity RMS (mm/s) over the spec's velocity band, from the spectrum.
-    pub fn velocity_rms_mm_s(&mut self) -> Option<f64> {
-        if self.velocity.is_none() {
-            let (units, (lo, hi)) = (self.units, self.spec.velocity_band);
-            let v = self.spectrum().map(|s| velocity_rms_mm_s(&s.amplitude, s.df, s.enbw_bins, units, lo, hi));
-            self.velocity = Some(v);
-        }
-        self.velocity.flatten()
-    }
-
-    /// The squared-envelope spectrum over the longest fast FFT length of the samples, `None`
-    /// when that is below 64.
-    pub fn envelope(&mut self) -> Option<&EnvelopeSpectrum> {
-        if self.envelope.is_none() {
-            let n = smooth_len(self.samples.len());
-            let computed = (n >= 64).then(|| {
-                let plan = self.plans.envelope.entry(n).or_insert_with(|| EnvelopePlan::new(n));
-                let mut spectrum = vec![0.0f32; plan.bins()];
-                let band = self.spec.envelope_band.unwrap_or_else(|| default_band(self.sample_rate));
-                let config = EnvelopeConfig { band, whiten: self.spec.whiten };
-                plan.envelope_spectrum(&self.samples[..n], self.sample_rate, &config, &mut spectrum);
-                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64 }
-            });
-            self.envelope = Some(computed);
-        }
-        self.envelope.as_ref().and_then(Option::as_ref)
-    }
-}
-
 /// Computes the features of closed waveform windows.
 pub struct Analyzer {
     spec: WaveformSpec,
@@ -178,19 +59,6 @@ impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Analyzer").field("spec", &self.spec).finish()
     }
-}
-
-/// The largest length `<= n` whose only prime factors are 2, 3 and 5 (fast FFT sizes).
-pub fn smooth_len(n: usize) -> usize {
-    let smooth = |mut m: usize| {
-        for p in [2, 3, 5] {
-            while m > 0 && m.is_multiple_of(p) {
-                m /= p;
-            }
-        }
-        m == 1
-    };
-    (1..=n).rev().find(|m| m.is_multiple_of(2) && smooth(*m)).unwrap_or(0)
 }
 
 impl Analyzer {
@@ -210,9 +78,9 @@ impl Analyzer {
         let mut window = Window {
             samples: &x,
             sample_rate: pane.sample_rate,
-            spec: &self.spec,
+            settings: &self.spec.settings,
             machine,
-            units: pane.units.unwrap_or(self.spec.units),
+            units: pane.units.unwrap_or(self.spec.settings.units),
             rpm: pane.rpm,
             levels,
             plans: &mut self.plans,
@@ -227,16 +95,13 @@ impl Analyzer {
     }
 }
 
-/// The bin with the highest value, and that value.
-pub(crate) fn peak(x: &[f32]) -> (usize, f32) {
-    x.iter().enumerate().fold((0, 0.0f32), |m, (k, a)| if *a > m.1 { (k, *a) } else { m })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::waveform::Operator;
+    use crate::waveform::context::smooth_len;
     use crate::waveform::operator::FeatureKind;
+    use crate::waveform::settings::AnalysisSettings;
     use stator_operators::bearing;
     use stator_operators::faults::{FaultKind, ScoreConfig};
     use stator_operators::spectrum::WindowFn;
@@ -266,18 +131,20 @@ mod tests {
     fn spec(operators: Vec<Operator>) -> WaveformSpec {
         WaveformSpec {
             operators,
-            fft_size: 4096,
-            overlap: 0.5,
-            spectral_window: WindowFn::Hann,
-            envelope_band: None,
-            whiten: false,
-            velocity_band: (10.0, 1000.0),
-            machine_group: MachineGroup::Medium,
-            foundation: Foundation::Rigid,
-            bearing: Some("6205".into()),
-            rpm: Some(1797.0),
-            units: AccelUnit::G,
-            score: ScoreConfig::default(),
+            settings: AnalysisSettings {
+                fft_size: 4096,
+                overlap: 0.5,
+                spectral_window: WindowFn::Hann,
+                envelope_band: None,
+                whiten: false,
+                velocity_band: (10.0, 1000.0),
+                machine_group: MachineGroup::Medium,
+                foundation: Foundation::Rigid,
+                bearing: Some("6205".into()),
+                rpm: Some(1797.0),
+                units: AccelUnit::G,
+                score: ScoreConfig::default(),
+            },
         }
     }
 

@@ -5,7 +5,7 @@ use stator_operators::bearing;
 use stator_operators::faults::{FaultKind, Verdict, diagnose};
 
 use crate::features::Features;
-use crate::waveform::analysis::Window;
+use crate::waveform::context::Window;
 use crate::waveform::operator::{FeatureDef, WaveformOperator};
 
 /// `bearing_faults`.
@@ -41,10 +41,10 @@ impl WaveformOperator for BearingFaults {
     }
 
     fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
-        let designation = window.machine.bearing.as_deref().or(window.spec.bearing.as_deref());
+        let designation = window.machine.bearing.as_deref().or(window.settings.bearing.as_deref());
         let geometry = designation.and_then(bearing::catalog);
-        let rpm = window.rpm.or(window.machine.rpm).or(window.spec.rpm);
-        let score = window.spec.score;
+        let rpm = window.rpm.or(window.machine.rpm).or(window.settings.rpm);
+        let score = window.settings.score;
         let Some(env) = window.envelope() else { return };
         let (Some(g), Some(rpm)) = (geometry, rpm) else {
             out.texts.push(("bearing.verdict", "unknown".into()));

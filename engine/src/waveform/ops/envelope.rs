@@ -1,7 +1,7 @@
 //! The squared-envelope spectrum of the window and its highest line.
 
 use crate::features::{Features, Vector};
-use crate::waveform::analysis::{Window, peak};
+use crate::waveform::context::{Window, peak};
 use crate::waveform::operator::{FeatureDef, WaveformOperator};
 
 /// `envelope`.

@@ -4,7 +4,7 @@
 use stator_operators::signal::Levels;
 
 use crate::features::Features;
-use crate::waveform::analysis::Window;
+use crate::waveform::context::Window;
 use crate::waveform::operator::{FeatureDef, WaveformOperator};
 
 /// An operator that reports one field of the window's levels.

@@ -3,7 +3,7 @@
 use stator_operators::velocity::iso_zone;
 
 use crate::features::Features;
-use crate::waveform::analysis::Window;
+use crate::waveform::context::Window;
 use crate::waveform::operator::{FeatureDef, WaveformOperator};
 
 /// `velocity_rms`.
@@ -57,7 +57,7 @@ impl WaveformOperator for IsoZoneOp {
 
     fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
         let Some(v) = window.velocity_rms_mm_s() else { return };
-        let zone = iso_zone(v, window.spec.machine_group, window.spec.foundation);
+        let zone = iso_zone(v, window.settings.machine_group, window.settings.foundation);
         out.scalars.push(("iso_zone", zone.number()));
         out.texts.push(("iso_zone", zone.to_string()));
     }
