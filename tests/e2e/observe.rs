@@ -164,3 +164,58 @@ async fn stator_run_serves_its_endpoints_on_the_listen_address() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Makes the dead-letter stream refuse messages larger than `max` bytes (-1: no limit).
+async fn dead_letter_limit(js: &async_nats::jetstream::Context, max: i32) {
+    let mut stream = js.get_stream("STATOR_DEADLETTER").await.expect("dead-letter stream");
+    let mut config = stream.info().await.expect("stream info").config.clone();
+    config.max_message_size = max;
+    js.update_stream(config).await.expect("update STATOR_DEADLETTER");
+}
+
+/// An output the server refuses for good is kept and retried, but not silently: `/readyz`
+/// says which and why, `stator_outputs_refused_total` counts the refusals, and it goes through
+/// once the stream is fixed. A drain it keeps from finishing exits non-zero and says why.
+#[tokio::test]
+async fn a_refused_output_is_reported_and_a_drain_it_blocks_fails() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    dead_letter_limit(&js, 16).await;
+    let subject = "acme.munich.hall-a.line-1.cnc-001.spindle.vibration.rms";
+    publish_raw(&js, subject, b"{not json").await;
+    let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    wait_until(Duration::from_secs(20), "the refusal in /readyz", || async {
+        let (code, h) = health(&worker, "/readyz").await;
+        code == 503 && h.problems.iter().any(|p| p.contains("refuses an output"))
+    })
+    .await;
+    let (_, h) = health(&worker, "/readyz").await;
+    let problem = h.problems.iter().find(|p| p.contains("refuses an output")).expect("the refusal in /readyz");
+    assert!(problem.contains("stator.deadletter.test-rms"), "{problem}");
+    assert!(problem.to_lowercase().contains("maximum"), "the server's reason: {problem}");
+    wait_for_sample(&worker, &series("stator_outputs_refused_total"), |v| v >= 1.0).await;
+
+    dead_letter_limit(&js, -1).await;
+    wait_until(Duration::from_secs(30), "ready again", || async { health(&worker, "/readyz").await.0 == 200 }).await;
+    worker.stop().await;
+    assert_eq!(stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap().len(), 1);
+
+    // A drain blocked by a refusal exits 1 and says why, instead of reporting success.
+    dead_letter_limit(&js, 16).await;
+    publish_raw(&js, subject, b"{still not json").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, rms_pipeline("2s", 1, "1h")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+        .args(["run", "--drain"])
+        .arg(&file)
+        .env("NATS_URL", server.url())
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("stator run --drain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the drain did not finish: the server refuses an output"), "{stderr}");
+}

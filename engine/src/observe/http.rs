@@ -82,6 +82,10 @@ impl Health {
                     status = HealthStatus::Starting;
                 }
             }
+            if let Some(why) = s.refusal() {
+                problems.push(format!("pipeline `{name}`: the server refuses an output, {why}"));
+                status = HealthStatus::Degraded;
+            }
             for (up, what) in [
                 (p.nats, "NATS is unreachable"),
                 (p.archive, "the archive's object store is failing"),

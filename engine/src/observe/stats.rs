@@ -119,6 +119,7 @@ macro_rules! pipeline_metrics {
             dead_letter_reasons: Family<ReasonLabels, Counter>,
             decode_error_reasons: Family<ReasonLabels, Counter>,
             recent_alerts: Mutex<VecDeque<RecentAlert>>,
+            refusal: Mutex<Option<String>>,
         }
 
         /// The families of every pipeline's metrics, registered once per process.
@@ -166,6 +167,7 @@ macro_rules! pipeline_metrics {
                     dead_letter_reasons: self.dead_letter_reasons.clone(),
                     decode_error_reasons: self.decode_error_reasons.clone(),
                     recent_alerts: Mutex::default(),
+                    refusal: Mutex::default(),
                 }
             }
         }
@@ -239,6 +241,9 @@ pipeline_metrics! {
     archive_available: Gauge = "archive_available",
     /// 0 while publishing alerts, features or dead letters is failing and being retried.
     outputs_available: Gauge = "outputs_available",
+    /// Publish attempts the server refused (answered with an error, e.g. a stream limit or a
+    /// header it will not take); the output is kept and retried.
+    outputs_refused: Counter = "outputs_refused",
 }
 
 impl Default for Stats {
@@ -287,6 +292,18 @@ impl Stats {
             }
             recent.push_back(RecentAlert { subject: subject.to_owned(), alert });
         }
+    }
+
+    /// Sets (or, with `None`, clears) why the server refuses the output being published.
+    pub fn set_refusal(&self, why: Option<String>) {
+        if let Ok(mut r) = self.refusal.lock() {
+            *r = why;
+        }
+    }
+
+    /// Why the server refuses the output being published, while it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|r| r.clone())
     }
 
     /// The newest confirmed alert transitions, oldest first.

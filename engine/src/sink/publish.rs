@@ -3,13 +3,15 @@
 //! the server.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
 use bytes::Bytes;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
+
+use crate::observe::Stats;
 
 /// One message to publish.
 #[derive(Debug, Clone)]
@@ -31,7 +33,44 @@ pub struct Outbound {
 pub struct Publisher {
     js: jetstream::Context,
     captured: HashMap<String, (bool, std::time::Instant)>,
-    available: Gauge,
+    stats: Arc<Stats>,
+}
+
+/// Why a publish failed: the server refused the message (it answered with an error: retrying
+/// the same message will not help until someone changes the stream or the message), or it
+/// could not be confirmed (no answer in time, no connection, no responders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The server answered with an error.
+    Refused(String),
+    /// No confirmation; retrying may help.
+    Unconfirmed(String),
+}
+
+impl Failure {
+    fn of(e: &jetstream::context::PublishError) -> Self {
+        let answered = match e.kind() {
+            PublishErrorKind::WrongLastMessageId
+            | PublishErrorKind::WrongLastSequence
+            | PublishErrorKind::MaxPayloadExceeded => true,
+            PublishErrorKind::Other => std::error::Error::source(e).is_some_and(|s| s.is::<jetstream::Error>()),
+            _ => false,
+        };
+        let text = match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        };
+        if answered { Self::Refused(text) } else { Self::Unconfirmed(text) }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(why) => write!(f, "refused by the server: {why}"),
+            Failure::Unconfirmed(why) => write!(f, "not confirmed: {why}"),
+        }
+    }
 }
 
 /// How long "no stream captures this subject" is believed before asking again (a stream may
@@ -48,17 +87,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl Publisher {
     /// A publisher over `js`.
     pub fn new(js: jetstream::Context) -> Self {
-        Self { js, captured: HashMap::new(), available: Gauge::default() }
+        Self { js, captured: HashMap::new(), stats: Arc::new(Stats::default()) }
     }
 
-    /// Reports on `available` (1, or 0 while publishing fails and is retried).
-    pub fn with_health(mut self, available: Gauge) -> Self {
-        self.available = available;
+    /// Reports on `stats`: `outputs_available` (1, or 0 while publishing fails and is
+    /// retried), `outputs_refused` and the current refusal (see [`Stats::refusal`]).
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Self {
+        self.stats = stats;
         self
     }
 
     /// Publishes `out` and waits until it is durable (or, for an uncaptured subject, flushed).
-    /// Retries with backoff until it succeeds or `stop` turns true.
+    /// Retries with backoff until it succeeds or `stop` turns true. An output is never
+    /// dropped: one the server refuses is retried too (the stream's limits or permissions may
+    /// be fixed), but said loudly: an error in the log, `stator_outputs_refused`, and the
+    /// reason in `/readyz` until a publish succeeds.
     ///
     /// # Errors
     /// [`ShuttingDown`] when `stop` turned true first.
@@ -67,12 +110,22 @@ impl Publisher {
         loop {
             match self.try_publish(out).await {
                 Ok(duplicate) => {
-                    self.available.set(1);
+                    self.stats.outputs_available.set(1);
+                    self.stats.set_refusal(None);
                     return Ok(duplicate);
                 }
                 Err(e) => {
-                    self.available.set(0);
-                    tracing::warn!(subject = %out.subject, error = %e, retry_in = ?backoff, "publish failed");
+                    self.stats.outputs_available.set(0);
+                    match &e {
+                        Failure::Refused(why) => {
+                            Stats::add(&self.stats.outputs_refused, 1);
+                            tracing::error!(subject = %out.subject, msg_id = %out.msg_id, reason = %why, retry_in = ?backoff, "the server refuses an output; it is kept and retried, and nothing after it is acknowledged until it is published");
+                            self.stats.set_refusal(Some(format!("`{}` ({}): {why}", out.subject, out.msg_id)));
+                        }
+                        Failure::Unconfirmed(_) => {
+                            tracing::warn!(subject = %out.subject, error = %e, retry_in = ?backoff, "publish failed")
+                        }
+                    }
                     if *stop.borrow() {
                         return Err(ShuttingDown);
                     }
@@ -83,14 +136,15 @@ impl Publisher {
         }
     }
 
-    async fn try_publish(&mut self, out: &Outbound) -> Result<bool, String> {
-        if self.is_captured(&out.subject).await? {
+    async fn try_publish(&mut self, out: &Outbound) -> Result<bool, Failure> {
+        let unconfirmed = |e: String| Failure::Unconfirmed(e);
+        if self.is_captured(&out.subject).await.map_err(unconfirmed)? {
             let msg = PublishMessage::build()
                 .headers(out.headers.clone())
                 .message_id(&out.msg_id)
                 .payload(out.payload.clone());
-            let ack = self.js.send_publish(out.subject.clone(), msg).await.map_err(|e| e.to_string())?;
-            let ack = ack.await.map_err(|e| e.to_string())?;
+            let ack = self.js.send_publish(out.subject.clone(), msg).await.map_err(|e| Failure::of(&e))?;
+            let ack = ack.await.map_err(|e| Failure::of(&e))?;
             Ok(ack.duplicate)
         } else {
             let client = self.js.client();
@@ -99,8 +153,8 @@ impl Publisher {
             client
                 .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
                 .await
-                .map_err(|e| e.to_string())?;
-            client.flush().await.map_err(|e| e.to_string())?;
+                .map_err(|e| unconfirmed(e.to_string()))?;
+            client.flush().await.map_err(|e| unconfirmed(e.to_string()))?;
             Ok(false)
         }
     }

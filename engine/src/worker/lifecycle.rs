@@ -114,7 +114,7 @@ pub async fn run(
     worker.max_ack_pending = usize::try_from(max_ack_pending).unwrap_or(usize::MAX);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
-    let publisher = Publisher::new(js.clone()).with_health(stats.outputs_available.clone());
+    let publisher = Publisher::new(js.clone()).with_stats(stats.clone());
     let sinks = Sinks { publisher, js: js.clone(), store, archive: writer, awaiting: worker.awaiting.clone() };
     // Both end with the run, also when it is dropped half-way (a task abort, as a crash is
     // tested): no ack goes out after the worker is gone.
@@ -153,6 +153,13 @@ pub async fn run(
     stats.consumer_bound.set(0);
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
+    if mode == RunMode::Drain && !drained && result.is_ok() {
+        let reason = match stats.refusal() {
+            Some(why) => format!("the server refuses an output, {why}"),
+            None => format!("outputs were not confirmed within {SHUTDOWN_GRACE:?} of the end"),
+        };
+        return Err(WorkerError::NotDrained { pipeline: name, reason });
+    }
     result
 }
 

@@ -71,6 +71,15 @@ pub enum WorkerError {
         /// Cause.
         source: crate::archive::LocationError,
     },
+    /// A drain ended with outputs or acknowledgements not confirmed: the stream was not
+    /// fully processed (its messages stay unacknowledged for the next run).
+    #[error("pipeline `{pipeline}`: the drain did not finish: {reason}")]
+    NotDrained {
+        /// Pipeline name.
+        pipeline: String,
+        /// Why, as far as the worker knows.
+        reason: String,
+    },
     /// NATS failed in a way the worker cannot ride out.
     #[error("pipeline `{pipeline}`: {message}")]
     Nats {
