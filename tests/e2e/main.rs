@@ -10,6 +10,7 @@ mod faults;
 mod harness;
 mod observe;
 mod pipelines;
+mod readme;
 mod recovery;
 mod replay;
 mod security;
