@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use stator_engine::waveform::{AnalysisSettings, Operator, WaveformSpec};
 use stator_engine::waveform::{Analyzer, MachineSettings, WavePane};
 use stator_operators::bearing;
-use stator_operators::faults::{FaultKind, ScoreConfig};
-use stator_operators::spectrum::WindowFn;
+use stator_operators::faults::FaultKind;
 use stator_operators::synth::{SynthSpec, synthesize};
-use stator_operators::velocity::{AccelUnit, Foundation, MachineGroup};
 
 const FS: f64 = 25_600.0;
 
@@ -28,20 +26,7 @@ fn main() {
     let x = synthesize(&spec, 0, FS as usize);
     let mut analyzer = Analyzer::new(WaveformSpec {
         operators: Operator::all().collect(),
-        settings: AnalysisSettings {
-            fft_size: 4096,
-            overlap: 0.5,
-            spectral_window: WindowFn::Hann,
-            envelope_band: None,
-            whiten: false,
-            velocity_band: (10.0, 1000.0),
-            machine_group: MachineGroup::Medium,
-            foundation: Foundation::Rigid,
-            bearing: Some("6205".into()),
-            rpm: Some(1797.0),
-            units: AccelUnit::G,
-            score: ScoreConfig::default(),
-        },
+        settings: AnalysisSettings { bearing: Some("6205".into()), rpm: Some(1797.0), ..Default::default() },
     });
     let settings = MachineSettings::default();
     let run = |analyzer: &mut Analyzer| {

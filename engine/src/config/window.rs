@@ -169,12 +169,13 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
             }
         }
     }
-    let fft_size = w.fft_size.unwrap_or(4096);
+    let defaults = AnalysisSettings::default();
+    let fft_size = w.fft_size.unwrap_or(defaults.fft_size);
     if !(64..=1 << 20).contains(&fft_size) || !fft_size.is_multiple_of(2) {
         cx.error(&p.key("fft_size"), "fft_size must be even, from 64 to 1048576");
         ok = false;
     }
-    let overlap = w.overlap.unwrap_or(0.5);
+    let overlap = w.overlap.unwrap_or(defaults.overlap);
     if !(0.0..=0.9).contains(&overlap) {
         cx.error(&p.key("overlap"), "overlap must be from 0 to 0.9");
         ok = false;
@@ -203,7 +204,7 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
         b
     };
     let envelope_band = band("envelope_band", w.envelope_band);
-    let velocity_band = band("velocity_band", w.velocity_band).unwrap_or((10.0, 1000.0));
+    let velocity_band = band("velocity_band", w.velocity_band).unwrap_or(defaults.velocity_band);
     let machine_group = match w.machine_group.as_deref().unwrap_or("medium") {
         "medium" => MachineGroup::Medium,
         "large" => MachineGroup::Large,
@@ -254,7 +255,7 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
                 overlap,
                 spectral_window,
                 envelope_band,
-                whiten: w.whiten.unwrap_or(false),
+                whiten: w.whiten.unwrap_or(defaults.whiten),
                 velocity_band,
                 machine_group,
                 foundation,

@@ -103,10 +103,8 @@ mod tests {
     use crate::waveform::operator::FeatureKind;
     use crate::waveform::settings::AnalysisSettings;
     use stator_operators::bearing;
-    use stator_operators::faults::{FaultKind, ScoreConfig};
-    use stator_operators::spectrum::WindowFn;
+    use stator_operators::faults::FaultKind;
     use stator_operators::synth::{SynthSpec, synthesize};
-    use stator_operators::velocity::{Foundation, MachineGroup};
 
     #[test]
     fn smooth_lengths_have_small_factors() {
@@ -131,20 +129,7 @@ mod tests {
     fn spec(operators: Vec<Operator>) -> WaveformSpec {
         WaveformSpec {
             operators,
-            settings: AnalysisSettings {
-                fft_size: 4096,
-                overlap: 0.5,
-                spectral_window: WindowFn::Hann,
-                envelope_band: None,
-                whiten: false,
-                velocity_band: (10.0, 1000.0),
-                machine_group: MachineGroup::Medium,
-                foundation: Foundation::Rigid,
-                bearing: Some("6205".into()),
-                rpm: Some(1797.0),
-                units: AccelUnit::G,
-                score: ScoreConfig::default(),
-            },
+            settings: AnalysisSettings { bearing: Some("6205".into()), rpm: Some(1797.0), ..Default::default() },
         }
     }
 

@@ -34,3 +34,23 @@ pub struct AnalysisSettings {
     /// Fault scoring.
     pub score: ScoreConfig,
 }
+
+impl Default for AnalysisSettings {
+    /// What a `[[window]]` gets for every setting it leaves out (docs/PIPELINES.md).
+    fn default() -> Self {
+        Self {
+            fft_size: 4096,
+            overlap: 0.5,
+            spectral_window: WindowFn::Hann,
+            envelope_band: None,
+            whiten: false,
+            velocity_band: (10.0, 1000.0),
+            machine_group: MachineGroup::Medium,
+            foundation: Foundation::Rigid,
+            bearing: None,
+            rpm: None,
+            units: AccelUnit::G,
+            score: ScoreConfig::default(),
+        }
+    }
+}
