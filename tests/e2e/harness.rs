@@ -374,3 +374,53 @@ pub async fn stator_run_holding_one_reading(server: &TestServer, args: &[&str]) 
         .expect("stator run");
     (child, dir)
 }
+
+/// The reference articles' edge-to-cloud setting: a hub (JetStream domain `hub`) and a
+/// factory's leaf node (domain `edge`) connected through a [`Proxy`] the test can cut. The
+/// hub's leafnode listener does not advertise itself, so the leaf only knows the proxy and a
+/// cut does cut.
+pub struct TestWan {
+    pub hub: NatsServer,
+    pub leaf: NatsServer,
+    pub link: crate::proxy::Proxy,
+    _dir: TempDir,
+}
+
+impl TestWan {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let leaf_port = stator::nats_server::free_port().expect("port");
+        let (hub_dir, leaf_dir) = (dir.path().join("hub"), dir.path().join("leaf"));
+        std::fs::create_dir_all(&hub_dir).expect("dir");
+        std::fs::create_dir_all(&leaf_dir).expect("dir");
+        // The proxy first, so the hub can name it as the only leafnode address it advertises.
+        let link = crate::proxy::Proxy::start(([127, 0, 0, 1], leaf_port).into()).await;
+        let hub = NatsServer::start_with(
+            &hub_dir,
+            &ServerConfig {
+                name: "hub".into(),
+                port: stator::nats_server::free_port().expect("port"),
+                jetstream_domain: Some("hub".into()),
+                extra: format!(
+                    "leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true, advertise: \"{}\" }}",
+                    link.addr
+                ),
+            },
+        )
+        .expect("hub starts");
+        let leaf = NatsServer::start_with(
+            &leaf_dir,
+            &ServerConfig {
+                name: "edge".into(),
+                port: stator::nats_server::free_port().expect("port"),
+                jetstream_domain: Some("edge".into()),
+                extra: format!(
+                    "leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://{}\" }} ] }}",
+                    link.addr
+                ),
+            },
+        )
+        .expect("leaf starts");
+        Self { hub, leaf, link, _dir: dir }
+    }
+}

@@ -241,6 +241,9 @@ pipeline_metrics! {
     archive_available: Gauge = "archive_available",
     /// 0 while publishing alerts, features or dead letters is failing and being retried.
     outputs_available: Gauge = "outputs_available",
+    /// 1 while a source (or the mirror) of the pipeline's stream has not been heard from for
+    /// more than 3 s (a WAN cut between a leaf node and the cloud): no key counts as idle then.
+    upstream_silent: Gauge = "upstream_silent",
     /// Publish attempts the server refused (answered with an error, e.g. a stream limit or a
     /// header it will not take); the output is kept and retried.
     outputs_refused: Counter = "outputs_refused",

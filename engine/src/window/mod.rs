@@ -169,6 +169,14 @@ impl<P: Pane> WindowOperator<P> {
         }
     }
 
+    /// Restarts every key's idle clock: while the stream is cut off from its upstream (a
+    /// sourced stream whose source is silent), a key that receives nothing is not idle.
+    pub fn hold_idle(&mut self, now: Instant) {
+        for state in self.keys.values_mut() {
+            state.last_arrival = state.last_arrival.max(now);
+        }
+    }
+
     /// Closes every open window (at the end of a drain).
     pub fn flush(&mut self, out: &mut Vec<Closed<P>>) {
         for state in self.keys.values_mut() {

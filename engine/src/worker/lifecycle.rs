@@ -124,7 +124,12 @@ pub async fn run(
     }
     let mut consumers: Vec<Bound> = bound;
     let watched = consumers.iter().map(|b| b.consumer.clone()).collect();
-    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, stats.clone())));
+    let sourced = match &worker.stream {
+        Some(s) => s.cached_info().mirror.is_some() || !s.cached_info().sources.is_empty(),
+        None => false,
+    };
+    let upstream = worker.stream.clone().filter(|_| sourced);
+    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, upstream, stats.clone())));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     // JetStream gives up on a message after max_deliver deliveries and says so in an
@@ -188,14 +193,23 @@ fn check_roll(pipeline: &Pipeline, spec: &ArchiveSpec, consumer: &jetstream::con
 
 /// Keeps the connection and consumer gauges current: the connection every second, the
 /// consumer's lag every five (polled from JetStream, with a timeout so that an unreachable
-/// server does not stall it).
-async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, stats: Arc<Stats>) {
+/// server does not stall it); for a stream that sources others (`upstream`), whether they
+/// are heard from, every second.
+async fn monitor(
+    client: async_nats::Client,
+    mut consumers: Vec<PullConsumer>,
+    mut upstream: Option<jetstream::stream::Stream>,
+    stats: Arc<Stats>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
         tick.tick().await;
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         stats.nats_connected.set(i64::from(connected));
+        if let Some(stream) = upstream.as_mut().filter(|_| connected) {
+            watch_upstream(stream, &stats).await;
+        }
         if !connected || n % 5 != 0 {
             continue;
         }
@@ -213,5 +227,25 @@ async fn monitor(client: async_nats::Client, mut consumers: Vec<PullConsumer>, s
             stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));
             stats.consumer_ack_floor.set(gauge(lag.ack_floor));
         }
+    }
+}
+
+/// Sets `upstream_silent` from the stream's sources, and says when it changes.
+async fn watch_upstream(stream: &mut jetstream::stream::Stream, stats: &Stats) {
+    let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), stream.info()).await else { return };
+    let silent = crate::source::silent_sources(info);
+    let was = stats.upstream_silent.get() == 1;
+    match (was, silent.is_empty()) {
+        (false, false) => {
+            let sources: Vec<String> =
+                silent.iter().map(|(name, active)| format!("{name} (last heard {active:?} ago)")).collect();
+            tracing::warn!(pipeline = %stats.pipeline, sources = %sources.join(", "), "the stream's upstream is silent: idle windows stay open until it is back");
+            stats.upstream_silent.set(1);
+        }
+        (true, true) => {
+            tracing::info!(pipeline = %stats.pipeline, "the stream's upstream is back: idle windows close again");
+            stats.upstream_silent.set(0);
+        }
+        _ => {}
     }
 }

@@ -108,6 +108,13 @@ impl Op {
     }
 
     /// The newest watermark over every key (Unix ms), `None` before any input.
+    pub(crate) fn hold_idle(&mut self, now: Instant) {
+        match self {
+            Op::Scalar(op) => op.hold_idle(now),
+            Op::Wave(op, _) => op.hold_idle(now),
+        }
+    }
+
     pub(crate) fn newest_watermark(&self) -> Option<i64> {
         match self {
             Op::Scalar(op) => op.newest_watermark(),

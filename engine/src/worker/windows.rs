@@ -21,6 +21,13 @@ impl Worker {
             self.barrier = None;
         }
         let hold = self.barrier.is_some();
+        // A link that is down is not a machine that is idle: while the stream's upstream is
+        // silent, idle clocks restart, so a forwarded backlog finds its windows open.
+        if self.stats.upstream_silent.get() == 1 {
+            for op in &mut self.ops {
+                op.hold_idle(now);
+            }
+        }
         self.close_all(now, hold, false, commit);
     }
 
