@@ -4,6 +4,7 @@
 
 mod alerts;
 mod archive;
+mod cli;
 mod creds;
 mod dead_letters;
 mod edge;
