@@ -335,3 +335,53 @@ async fn duckdb_pandas_and_polars_read_every_table_as_we_do() {
         assert_eq!(got[tool], serde_json::Value::Object(want.clone()), "{tool}");
     }
 }
+
+/// The "state at an instant" query of docs/ARCHIVE.md, run as written (with its instant moved
+/// into the test plant's hour): the newest reading of every machine at or before it.
+#[tokio::test]
+async fn the_documented_state_at_an_instant_query_gives_each_machines_last_reading() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let readings = plant();
+    publish(&js, &readings).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&archived_pipeline("a", dir.path().to_str().unwrap(), ""), &server.url());
+    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+
+    let doc = include_str!("../../docs/ARCHIVE.md");
+    let start = doc.find("-- the state of every machine at an instant").expect("the query in the docs");
+    let query = &doc[start..];
+    let query = &query[query.find("SELECT").expect("SELECT")..=query.find(';').expect(";")];
+    let instant_ms = T0 - 30_500;
+    let instant = stator::rfc3339_ms(instant_ms);
+    let sql_text = query.replace("2026-11-22T08:00:00Z", &instant).replace(';', "");
+    let got = sql(&local(dir.path()), &sql_text).await;
+
+    let mut want: Vec<(Vec<String>, f64)> = Vec::new();
+    for site in ["berlin", "munich"] {
+        for m in 1..=3 {
+            let machine = format!("cnc-00{m}");
+            let last = readings
+                .iter()
+                .filter(|r| r.subject.contains(&format!(".{site}.")) && r.subject.contains(&machine))
+                .filter(|r| r.t_ms <= instant_ms)
+                .max_by_key(|r| r.t_ms)
+                .expect("a reading before the instant");
+            want.push((vec![site.to_owned(), machine, last.t_ms.to_string()], last.value));
+        }
+    }
+    let got: Vec<(Vec<String>, f64)> = got
+        .into_iter()
+        .map(|row| {
+            let t = time::OffsetDateTime::parse(&row[4], &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000).to_string())
+                .unwrap_or_else(|_| row[4].clone());
+            (vec![row[0].clone(), row[1].clone(), t], row[5].parse().expect("value"))
+        })
+        .collect();
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for ((g, gv), (w, wv)) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+        assert!((gv - wv).abs() < 1e-9, "{g:?}: {gv} vs {wv}");
+    }
+}
