@@ -10,6 +10,7 @@ mod dead_letters;
 mod edge;
 mod faults;
 mod harness;
+mod mqtt;
 mod observe;
 mod pipelines;
 mod proxy;
