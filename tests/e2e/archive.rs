@@ -162,15 +162,22 @@ fn parquet_rows(bytes: &[u8]) -> usize {
     reader.metadata().file_metadata().num_rows() as usize
 }
 
-#[tokio::test]
-async fn a_replay_of_messages_whose_files_are_committed_adds_nothing() {
+/// The plant published, drained by pipeline `a` into an archive in a temp dir.
+async fn drained_plant_archive() -> (TestServer, async_nats::jetstream::Context, Vec<Reading>, tempfile::TempDir) {
     let server = TestServer::with_streams().await;
     let js = server.js().await;
     let readings = plant();
     publish(&js, &readings).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&archived_pipeline("a", dir.path().to_str().unwrap(), ""), &server.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = pipeline(&archived_pipeline("a", dir.path().to_str().expect("utf-8"), ""), &server.url());
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+    (server, js, readings, dir)
+}
+
+#[tokio::test]
+async fn a_replay_of_messages_whose_files_are_committed_adds_nothing() {
+    let (server, js, readings, dir) = drained_plant_archive().await;
+    let p = pipeline(&archived_pipeline("a", dir.path().to_str().unwrap(), ""), &server.url());
     let before = files(dir.path());
 
     // As if every ack had been lost: the consumer delivers everything again.
@@ -340,13 +347,7 @@ async fn duckdb_pandas_and_polars_read_every_table_as_we_do() {
 /// into the test plant's hour): the newest reading of every machine at or before it.
 #[tokio::test]
 async fn the_documented_state_at_an_instant_query_gives_each_machines_last_reading() {
-    let server = TestServer::with_streams().await;
-    let js = server.js().await;
-    let readings = plant();
-    publish(&js, &readings).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&archived_pipeline("a", dir.path().to_str().unwrap(), ""), &server.url());
-    RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
+    let (_server, _js, readings, dir) = drained_plant_archive().await;
 
     let doc = include_str!("../../docs/ARCHIVE.md");
     let start = doc.find("-- the state of every machine at an instant").expect("the query in the docs");
