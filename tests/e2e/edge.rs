@@ -54,7 +54,22 @@ pub async fn edge_and_cloud_streams(wan: &TestWan) -> (jetstream::Context, jetst
 /// after the cut every cloud window holds all of its readings, nothing is late.
 #[tokio::test]
 async fn a_wan_cut_keeps_the_cloud_windows_open_until_the_backlog_arrives() {
-    let wan = TestWan::start().await;
+    cloud_windows_survive(Outage::Cut).await;
+}
+
+/// The cloud's server itself down for 12 s (three idle timeouts) while the edge stores.
+#[tokio::test]
+async fn a_hub_outage_keeps_the_cloud_windows_open_until_the_backlog_arrives() {
+    cloud_windows_survive(Outage::HubDown).await;
+}
+
+enum Outage {
+    Cut,
+    HubDown,
+}
+
+async fn cloud_windows_survive(outage: Outage) {
+    let mut wan = TestWan::start().await;
     let (edge, cloud) = edge_and_cloud_streams(&wan).await;
     let machines = ["cnc-001", "cnc-002", "cnc-003"];
     let text = rms_pipeline("2s", 1, "4s").replace(
@@ -76,14 +91,24 @@ async fn a_wan_cut_keeps_the_cloud_windows_open_until_the_backlog_arrives() {
     publish_seconds(0, 15).await;
     wait_for_count(&stats, "the first readings in the cloud", 45, |s| &s.fetched).await;
 
-    wan.link.cut();
-    wait_until(Duration::from_secs(10), "the upstream seen silent", || async { stats.upstream_silent.get() == 1 })
-        .await;
-    // The edge keeps storing; the cut lasts three idle timeouts.
+    match outage {
+        Outage::Cut => {
+            wan.link.cut();
+            wait_until(Duration::from_secs(10), "the upstream seen silent", || async {
+                stats.upstream_silent.get() == 1
+            })
+            .await;
+        }
+        Outage::HubDown => wan.hub.stop(),
+    }
+    // The edge keeps storing; the outage lasts three idle timeouts.
     publish_seconds(15, 25).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(Stats::get(&stats.fetched), 45, "nothing crosses a cut link");
-    wan.link.restore();
+    assert_eq!(Stats::get(&stats.fetched), 45, "nothing reaches the cloud worker meanwhile");
+    match outage {
+        Outage::Cut => wan.link.restore(),
+        Outage::HubDown => wan.hub.restart().expect("hub restarts"),
+    }
     publish_seconds(25, 45).await;
     wait_for_count(&stats, "every reading in the cloud", 135, |s| &s.fetched).await;
     wait_until(Duration::from_secs(20), "the upstream heard again", || async { stats.upstream_silent.get() == 0 })

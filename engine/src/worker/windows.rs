@@ -22,8 +22,9 @@ impl Worker {
         }
         let hold = self.barrier.is_some();
         // A link that is down is not a machine that is idle: while the stream's upstream is
-        // silent, idle clocks restart, so a forwarded backlog finds its windows open.
-        if self.stats.upstream_silent.get() == 1 {
+        // silent, or the worker's own server unreachable, idle clocks restart, so a forwarded
+        // backlog finds its windows open.
+        if self.stats.upstream_silent.get() == 1 || self.stats.nats_connected.get() == 0 {
             for op in &mut self.ops {
                 op.hold_idle(now);
             }
