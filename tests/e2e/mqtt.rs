@@ -37,8 +37,13 @@ async fn qos1_mqtt_readings_reach_the_pipeline_and_alert() {
     .await
     .expect("every publish acknowledged");
     assert_eq!(acked, 25);
+    // The PUBACK may come before the stream has stored the message: wait for all of them.
+    wait_until(Duration::from_secs(20), "25 readings in TELEMETRY", || async {
+        stator::plant::read_stream(&js, "TELEMETRY", None).await.is_ok_and(|m| m.len() >= 25)
+    })
+    .await;
     let stored = stator::plant::read_stream(&js, "TELEMETRY", None).await.expect("TELEMETRY");
-    assert_eq!(stored.len(), 25);
+    assert_eq!(stored.len(), 25, "each reading once");
     assert_eq!(stored[0].subject.as_str(), readings[0].subject, "the topic's / are the subject's .");
     // nats-server marks an MQTT publish with its QoS.
     assert_eq!(stored[0].headers.get("Nmqtt-Pub").map(|v| v.as_str()), Some("1"));
