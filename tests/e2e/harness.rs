@@ -390,37 +390,25 @@ impl TestWan {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let leaf_port = stator::nats_server::free_port().expect("port");
-        let (hub_dir, leaf_dir) = (dir.path().join("hub"), dir.path().join("leaf"));
-        std::fs::create_dir_all(&hub_dir).expect("dir");
-        std::fs::create_dir_all(&leaf_dir).expect("dir");
         // The proxy first, so the hub can name it as the only leafnode address it advertises.
         let link = crate::proxy::Proxy::start(([127, 0, 0, 1], leaf_port).into()).await;
-        let hub = NatsServer::start_with(
-            &hub_dir,
-            &ServerConfig {
-                name: "hub".into(),
-                port: stator::nats_server::free_port().expect("port"),
-                jetstream_domain: Some("hub".into()),
-                extra: format!(
-                    "leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true, advertise: \"{}\" }}",
-                    link.addr
-                ),
-            },
-        )
-        .expect("hub starts");
-        let leaf = NatsServer::start_with(
-            &leaf_dir,
-            &ServerConfig {
-                name: "edge".into(),
-                port: stator::nats_server::free_port().expect("port"),
-                jetstream_domain: Some("edge".into()),
-                extra: format!(
-                    "leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://{}\" }} ] }}",
-                    link.addr
-                ),
-            },
-        )
-        .expect("leaf starts");
+        let listen = format!(
+            "leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true, advertise: \"{}\" }}",
+            link.addr
+        );
+        let remote =
+            format!("leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://{}\" }} ] }}", link.addr);
+        let hub = Self::server(dir.path(), "hub", listen);
+        let leaf = Self::server(dir.path(), "edge", remote);
         Self { hub, leaf, link, _dir: dir }
+    }
+
+    /// A server named `name`, with the JetStream domain of the same name, in `dir/name`.
+    fn server(dir: &Path, name: &str, extra: String) -> NatsServer {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let port = stator::nats_server::free_port().expect("port");
+        let config = ServerConfig { name: name.into(), port, jetstream_domain: Some(name.into()), extra };
+        NatsServer::start_with(&dir, &config).unwrap_or_else(|e| panic!("{name} starts: {e}"))
     }
 }
