@@ -10,6 +10,7 @@ pub mod replay;
 pub mod s3_server;
 pub mod simulate;
 pub mod status;
+pub mod wan;
 
 pub use stator_engine::worker::output::rfc3339_ms;
 
@@ -21,6 +22,13 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STATOR_
 pub const SHIPPED_PIPELINES: [(&str, &str); 2] = [
     ("pipelines/line-health.toml", include_str!("../pipelines/line-health.toml")),
     ("pipelines/bearing-health.toml", include_str!("../pipelines/bearing-health.toml")),
+];
+
+/// The pipelines of the edge-to-cloud topology (docs/DEPLOYMENT.md), embedded for
+/// `stator demo --edge`: alerts at the factory's edge, windows and archive in the cloud.
+pub const EDGE_PIPELINES: [(&str, &str); 2] = [
+    ("pipelines/edge-alerts.toml", include_str!("../pipelines/edge-alerts.toml")),
+    ("pipelines/cloud-archive.toml", include_str!("../pipelines/cloud-archive.toml")),
 ];
 
 /// Connects to NATS the way a long-running worker should: retrying the first connection and

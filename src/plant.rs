@@ -23,24 +23,21 @@ pub const DEAD_LETTER_SUBJECTS: [&str; 1] = ["stator.deadletter.>"];
 /// # Errors
 /// The NATS error as text.
 pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
-    let streams = [
-        ("TELEMETRY", &TELEMETRY_SUBJECTS[..], Duration::from_secs(120), Duration::from_secs(7 * 86_400)),
-        ("ALERTS", &ALERT_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(90 * 86_400)),
-        ("STATOR_DEADLETTER", &DEAD_LETTER_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(30 * 86_400)),
-        ("FEATURES", &FEATURE_SUBJECTS[..], Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)),
-    ];
-    for (name, subjects, duplicate_window, max_age) in streams {
-        js.create_or_update_stream(stream::Config {
-            name: name.to_owned(),
-            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
-            storage: stream::StorageType::File,
-            duplicate_window,
-            max_age,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("stream {name}: {e}"))?;
-    }
+    ensure_edge_streams(js).await?;
+    create(js, "FEATURES", &FEATURE_SUBJECTS, Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)).await
+}
+
+/// The edge side of the articles' topology, on a factory's leaf node: TELEMETRY, ALERTS and
+/// STATOR_DEADLETTER as in [`ensure_streams`], and the MACHINE_CONFIG bucket; no FEATURES
+/// stream, which would capture the cloud's features across the leaf link.
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn ensure_edge_streams(js: &jetstream::Context) -> Result<(), String> {
+    js.create_or_update_stream(telemetry_stream(1)).await.map_err(|e| format!("stream TELEMETRY: {e}"))?;
+    create(js, "ALERTS", &ALERT_SUBJECTS, Duration::from_secs(86_400), Duration::from_secs(90 * 86_400)).await?;
+    let month = Duration::from_secs(30 * 86_400);
+    create(js, "STATOR_DEADLETTER", &DEAD_LETTER_SUBJECTS, Duration::from_secs(86_400), month).await?;
     if js.get_key_value("MACHINE_CONFIG").await.is_err() {
         js.create_key_value(jetstream::kv::Config {
             bucket: "MACHINE_CONFIG".into(),
@@ -50,6 +47,106 @@ pub async fn ensure_streams(js: &jetstream::Context) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("bucket MACHINE_CONFIG: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn create(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &[&str],
+    duplicate_window: Duration,
+    max_age: Duration,
+) -> Result<(), String> {
+    js.create_or_update_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+        storage: stream::StorageType::File,
+        duplicate_window,
+        max_age,
+        ..Default::default()
+    })
+    .await
+    .map(drop)
+    .map_err(|e| format!("stream {name}: {e}"))
+}
+
+/// The TELEMETRY stream of the reference article ("NATS-based Edge-to-Cloud Pipeline"): its
+/// subjects, 7 days or 10 GiB whichever comes first (oldest discarded), file storage, a 2 min
+/// duplicate window, S2 compression, and `replicas` copies (3 in the cloud cluster).
+pub fn telemetry_stream(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: "TELEMETRY".into(),
+        subjects: TELEMETRY_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
+        retention: stream::RetentionPolicy::Limits,
+        max_bytes: 10 * 1024 * 1024 * 1024,
+        max_age: Duration::from_secs(7 * 86_400),
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(120),
+        compression: Some(stream::Compression::S2),
+        ..Default::default()
+    }
+}
+
+/// Subjects of the cloud's own dead-letter stream: apart from the edge's
+/// ([`DEAD_LETTER_SUBJECTS`]), since subjects cross a leaf link wherever a stream on the other
+/// side listens. Cloud pipelines set `dead_letter_subject = "stator.cloud.deadletter.<name>"`.
+pub const CLOUD_DEAD_LETTER_SUBJECTS: [&str; 1] = ["stator.cloud.deadletter.>"];
+
+/// The cloud side of the articles' topology, on the hub: TELEMETRY, ALERTS and
+/// STATOR_DEADLETTER with no subjects of their own, each **sourcing** the stream of the same
+/// name in every edge domain (`$JS.<domain>.API`), so a factory's data is stored at the edge
+/// through a WAN cut and forwarded in order when the link returns; FEATURES and the cloud's
+/// dead letters ([`CLOUD_DEAD_LETTER_SUBJECTS`]) for the cloud's own pipelines. All at
+/// `replicas` copies; TELEMETRY as [`telemetry_stream`].
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn ensure_cloud_streams(
+    js: &jetstream::Context,
+    edge_domains: &[&str],
+    replicas: usize,
+) -> Result<(), String> {
+    let sources = |name: &str| {
+        let sources = edge_domains
+            .iter()
+            .map(|domain| stream::Source {
+                name: name.to_owned(),
+                external: Some(stream::External { api_prefix: format!("$JS.{domain}.API"), delivery_prefix: None }),
+                ..Default::default()
+            })
+            .collect();
+        Some(sources)
+    };
+    let telemetry =
+        stream::Config { subjects: Vec::new(), sources: sources("TELEMETRY"), ..telemetry_stream(replicas) };
+    let alerts = stream::Config {
+        name: "ALERTS".into(),
+        sources: sources("ALERTS"),
+        duplicate_window: Duration::from_secs(86_400),
+        max_age: Duration::from_secs(90 * 86_400),
+        ..Default::default()
+    };
+    let dead_letters = stream::Config {
+        name: "STATOR_DEADLETTER".into(),
+        subjects: CLOUD_DEAD_LETTER_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
+        sources: sources("STATOR_DEADLETTER"),
+        max_age: Duration::from_secs(30 * 86_400),
+        ..Default::default()
+    };
+    let features = stream::Config {
+        name: "FEATURES".into(),
+        subjects: FEATURE_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
+        duplicate_window: Duration::from_secs(86_400),
+        max_age: Duration::from_secs(7 * 86_400),
+        ..Default::default()
+    };
+    for config in [telemetry, alerts, dead_letters, features] {
+        let name = config.name.clone();
+        let config = stream::Config { storage: stream::StorageType::File, num_replicas: replicas, ..config };
+        js.create_or_update_stream(config).await.map_err(|e| format!("stream {name}: {e}"))?;
     }
     Ok(())
 }

@@ -170,7 +170,7 @@ pub async fn publish(js: &jetstream::Context, spec: &PlantSpec, mut progress: im
     Ok(published)
 }
 
-async fn send(
+pub(crate) async fn send(
     js: &jetstream::Context,
     subject: String,
     msg: &TelemetryMessage<'_>,

@@ -44,3 +44,23 @@ fn man_pages_are_written_for_stator_and_each_subcommand() {
     let run = std::fs::read_to_string(dir.path().join("stator-run.1")).unwrap();
     assert!(run.contains("drain"), "the run page documents --drain");
 }
+
+/// `stator demo --edge`, short: hub and leaf started for it, live machines, a cut, the
+/// backlog forwarded; the final table says the cloud is complete (and the exit status too).
+#[test]
+fn the_edge_demo_ends_with_a_complete_cloud() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path().to_str().expect("utf-8");
+    let out = stator(&["demo", "--edge", "--dir", dir, "--machines", "4", "--phases", "4,8,4"]);
+    assert!(out.contains("── WAN link cut for 8 s"), "{out}");
+    assert!(out.contains("link CUT"), "the progress shows the cut: {out}");
+    assert!(out.contains("── link restored"), "{out}");
+    assert!(out.contains("nothing lost, nothing twice"), "{out}");
+    let published = out.lines().find(|l| l.trim_start().starts_with("readings published")).expect("table");
+    let n: u64 = published.split_whitespace().nth(2).and_then(|v| v.parse().ok()).expect("a count");
+    assert!(n >= 4 * 2 * 14, "two readings a second from 4 machines for 16 s: {n}");
+    let archived = out.lines().find(|l| l.trim_start().starts_with("readings in the archive")).expect("table");
+    assert!(archived.ends_with(&format!(" {n}")), "{archived}");
+    assert!(!out.contains(" INFO "), "logs go to the file, not the screen");
+    assert!(std::fs::read_to_string(format!("{dir}/demo.log")).expect("log").contains("edge-alerts"));
+}

@@ -375,40 +375,31 @@ pub async fn stator_run_holding_one_reading(server: &TestServer, args: &[&str]) 
     (child, dir)
 }
 
-/// The reference articles' edge-to-cloud setting: a hub (JetStream domain `hub`) and a
-/// factory's leaf node (domain `edge`) connected through a [`Proxy`] the test can cut. The
-/// hub's leafnode listener does not advertise itself, so the leaf only knows the proxy and a
-/// cut does cut.
+/// The reference articles' edge-to-cloud setting ([`stator::wan::Wan`]) in a temp dir: a
+/// hub (domain `hub`, one node or a cluster) and a factory's leaf node (domain `edge`)
+/// connected through a proxy the test can cut.
 pub struct TestWan {
-    pub hub: NatsServer,
-    pub leaf: NatsServer,
-    pub link: crate::proxy::Proxy,
+    pub wan: stator::wan::Wan,
     _dir: TempDir,
 }
 
 impl TestWan {
-    pub async fn start() -> Self {
+    pub async fn start(options: &stator::wan::WanOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let leaf_port = stator::nats_server::free_port().expect("port");
-        // The proxy first, so the hub can name it as the only leafnode address it advertises.
-        let link = crate::proxy::Proxy::start(([127, 0, 0, 1], leaf_port).into()).await;
-        let listen = format!(
-            "leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true, advertise: \"{}\" }}",
-            link.addr
-        );
-        let remote =
-            format!("leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://{}\" }} ] }}", link.addr);
-        let hub = Self::server(dir.path(), "hub", listen);
-        let leaf = Self::server(dir.path(), "edge", remote);
-        Self { hub, leaf, link, _dir: dir }
+        let wan = stator::wan::Wan::start(dir.path(), options).await.expect("hub and leaf start");
+        Self { wan, _dir: dir }
     }
+}
 
-    /// A server named `name`, with the JetStream domain of the same name, in `dir/name`.
-    fn server(dir: &Path, name: &str, extra: String) -> NatsServer {
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let port = stator::nats_server::free_port().expect("port");
-        let config = ServerConfig { name: name.into(), port, jetstream_domain: Some(name.into()), extra };
-        NatsServer::start_with(&dir, &config).unwrap_or_else(|e| panic!("{name} starts: {e}"))
+impl std::ops::Deref for TestWan {
+    type Target = stator::wan::Wan;
+    fn deref(&self) -> &Self::Target {
+        &self.wan
+    }
+}
+
+impl std::ops::DerefMut for TestWan {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.wan
     }
 }

@@ -13,7 +13,6 @@ mod harness;
 mod mqtt;
 mod observe;
 mod pipelines;
-mod proxy;
 mod readme;
 mod recovery;
 mod replay;

@@ -18,8 +18,8 @@ fn every_shipped_pipeline_validates() {
         }
     }
     assert!(seen >= 1);
-    for (path, text) in stator::SHIPPED_PIPELINES {
-        assert_eq!(std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap(), text);
+    for (path, text) in stator::SHIPPED_PIPELINES.iter().chain(&stator::EDGE_PIPELINES) {
+        assert_eq!(std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap(), *text);
     }
 }
 

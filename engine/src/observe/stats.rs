@@ -4,9 +4,10 @@
 //! Every metric is declared once in [`pipeline_metrics!`]: its field in [`Stats`], its family
 //! in the process-wide registry, its Prometheus name and help text.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -120,6 +121,8 @@ macro_rules! pipeline_metrics {
             decode_error_reasons: Family<ReasonLabels, Counter>,
             recent_alerts: Mutex<VecDeque<RecentAlert>>,
             refusal: Mutex<Option<String>>,
+            /// Per consumer, the sequence of the server's last delivery and when it was polled.
+            delivered: Mutex<HashMap<String, (u64, Instant)>>,
         }
 
         /// The families of every pipeline's metrics, registered once per process.
@@ -168,6 +171,7 @@ macro_rules! pipeline_metrics {
                     decode_error_reasons: self.decode_error_reasons.clone(),
                     recent_alerts: Mutex::default(),
                     refusal: Mutex::default(),
+                    delivered: Mutex::default(),
                 }
             }
         }
@@ -242,8 +246,12 @@ pipeline_metrics! {
     /// 0 while publishing alerts, features or dead letters is failing and being retried.
     outputs_available: Gauge = "outputs_available",
     /// 1 while a source (or the mirror) of the pipeline's stream has not been heard from for
-    /// more than 3 s (a WAN cut between a leaf node and the cloud): no key counts as idle then.
+    /// more than 3 s (a WAN cut between a leaf node and the cloud) or holds messages not yet
+    /// forwarded (the backlog after it): no key counts as idle then.
     upstream_silent: Gauge = "upstream_silent",
+    /// Messages a source of the pipeline's stream lost before forwarding them (a WAN cut
+    /// longer than the edge stream's limits), from the source sequences around the silence.
+    upstream_lost: Counter = "upstream_lost_messages",
     /// Publish attempts the server refused (answered with an error, e.g. a stream limit or a
     /// header it will not take); the output is kept and retried.
     outputs_refused: Counter = "outputs_refused",
@@ -298,6 +306,25 @@ impl Stats {
     }
 
     /// Sets (or, with `None`, clears) why the server refuses the output being published.
+    /// Records the consumer sequence of the server's last delivery on `consumer` (polled).
+    pub fn set_delivered(&self, consumer: &str, consumer_seq: u64) {
+        if let Ok(mut d) = self.delivered.lock() {
+            d.insert(consumer.to_owned(), (consumer_seq, Instant::now()));
+        }
+    }
+
+    /// Whether the server made deliveries, polled at least `grace` ago, that never arrived
+    /// (`received`: the consumer sequence of the latest delivery received, per consumer): a pull response lost
+    /// on the way, for instance to a connection that dropped while a restarted server
+    /// recovered. Those messages come back only after `ack_wait`; until then no key counts as
+    /// idle.
+    pub fn deliveries_missing(&self, received: &HashMap<String, u64>, now: Instant, grace: Duration) -> bool {
+        let Ok(d) = self.delivered.lock() else { return false };
+        d.iter().any(|(consumer, (seq, at))| {
+            now.saturating_duration_since(*at) >= grace && received.get(consumer).copied().unwrap_or(0) < *seq
+        })
+    }
+
     pub fn set_refusal(&self, why: Option<String>) {
         if let Ok(mut r) = self.refusal.lock() {
             *r = why;

@@ -5,10 +5,12 @@
 //! says `create_consumer = true`.
 
 mod connect;
+pub mod upstream;
 
 use std::time::Duration;
 
 pub use connect::{connect, options, server_addrs};
+pub use upstream::{SOURCE_SILENCE, silent_sources};
 
 use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, ErrorCode};
@@ -151,22 +153,6 @@ impl Default for Lag {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// How long a stream's source (or mirror) may go unheard before its stream counts as cut off
-/// from upstream. nats-server hears from a healthy source about every second, data or not
-/// (its `active` stays under 1 s); during a WAN cut `active` grows with the cut.
-pub const SOURCE_SILENCE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The sources (and mirror) of a stream that have not been heard from for longer than
-/// [`SOURCE_SILENCE`], with how long: empty when the stream has none or all are current.
-pub fn silent_sources(info: &jetstream::stream::Info) -> Vec<(String, Option<std::time::Duration>)> {
-    info.sources
-        .iter()
-        .chain(info.mirror.as_ref())
-        .filter(|s| s.active.is_none_or(|a| a > SOURCE_SILENCE))
-        .map(|s| (s.name.clone(), s.active))
-        .collect()
 }
 
 /// The consumers a pipeline reads on `stream` as things stand: see [`bind`].

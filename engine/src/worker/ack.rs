@@ -2,7 +2,7 @@
 //! durable; in-progress acks while it waits; NAKs for what a stopping run still holds; the
 //! restart barrier that holds the watermark until the previous run's messages are back.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::AckKind;
 
@@ -29,6 +29,30 @@ pub(super) struct Barrier {
 }
 
 impl Worker {
+    /// Follows each consumer's delivery sequence. A jump is deliveries the server made that
+    /// never arrived (a pull response lost while a restarted server recovered, for one): they
+    /// come back after `ack_wait`, and until then the watermark is held, as after a restart, so
+    /// that the later readings that did arrive do not close their windows without them.
+    pub(super) fn note_delivery(&mut self, consumer: &str, consumer_seq: u64, seq: u64, now: Instant) {
+        // The latest, not the highest: a server restarted from an older consumer state numbers
+        // its deliveries from there again.
+        let Some(last) = self.received.insert(consumer.to_owned(), consumer_seq) else { return };
+        if consumer_seq <= last + 1 {
+            return;
+        }
+        let lost = (consumer_seq - last - 1) as usize;
+        let until = now + self.ack_wait + Duration::from_secs(2);
+        tracing::warn!(pipeline = %self.pipeline.name, consumer, lost, "deliveries lost on the way; holding the watermark until they are redelivered");
+        match self.barrier.as_mut() {
+            Some(b) => {
+                b.remaining += lost;
+                b.upto_seq = b.upto_seq.max(seq);
+                b.until = b.until.max(until);
+            }
+            None => self.barrier = Some(Barrier { until, upto_seq: seq, remaining: lost }),
+        }
+    }
+
     /// Rolls due archive files into `commit` and releases what they held. Files roll early
     /// when the messages waiting for them near the consumer's max_ack_pending, which would
     /// otherwise stop deliveries.

@@ -17,6 +17,7 @@ use crate::archive::{self, Layout, Sink, Table};
 use crate::config::{ArchiveSpec, Format, Pipeline};
 use crate::machine;
 use crate::sink::{Publisher, state};
+use crate::source::upstream::GapWatch;
 use crate::source::{Bound, Lag};
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
@@ -80,6 +81,7 @@ pub async fn run(
         machine_updates,
         pipeline: pipeline.clone(),
         inflight: HashMap::new(),
+        received: HashMap::new(),
         done: RangeInclusiveSet::new(),
         states,
         barrier,
@@ -191,10 +193,10 @@ fn check_roll(pipeline: &Pipeline, spec: &ArchiveSpec, consumer: &jetstream::con
     }
 }
 
-/// Keeps the connection and consumer gauges current: the connection every second, the
-/// consumer's lag every five (polled from JetStream, with a timeout so that an unreachable
-/// server does not stall it); for a stream that sources others (`upstream`), whether they
-/// are heard from, every second.
+/// Keeps the connection and consumer gauges current, every second: the connection, the
+/// consumers' lag and last delivery (polled from JetStream, with a timeout so that an
+/// unreachable server does not stall it) and, for a stream that sources others (`upstream`),
+/// whether they are heard from.
 async fn monitor(
     client: async_nats::Client,
     mut consumers: Vec<PullConsumer>,
@@ -203,20 +205,22 @@ async fn monitor(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in 0u64.. {
+    let mut gaps = GapWatch::default();
+    loop {
         tick.tick().await;
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         stats.nats_connected.set(i64::from(connected));
         if let Some(stream) = upstream.as_mut().filter(|_| connected) {
-            watch_upstream(stream, &stats).await;
+            watch_upstream(&client, stream, &stats, &mut gaps).await;
         }
-        if !connected || n % 5 != 0 {
+        if !connected {
             continue;
         }
         let mut lag = Lag::new();
         let all = async {
             for c in consumers.iter_mut() {
                 let Ok(info) = c.info().await else { return false };
+                stats.set_delivered(&info.name, info.delivered.consumer_sequence);
                 lag.add(info);
             }
             true
@@ -230,20 +234,44 @@ async fn monitor(
     }
 }
 
-/// Sets `upstream_silent` from the stream's sources, and says when it changes.
-async fn watch_upstream(stream: &mut jetstream::stream::Stream, stats: &Stats) {
+/// Sets `upstream_silent` from the stream's sources (cut off, or with messages still to
+/// forward), and says when it changes; reports the messages a source lost before it forwarded
+/// them (see [`GapWatch`]).
+async fn watch_upstream(
+    client: &async_nats::Client,
+    stream: &mut jetstream::stream::Stream,
+    stats: &Stats,
+    gaps: &mut GapWatch,
+) {
     let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), stream.info()).await else { return };
-    let silent = crate::source::silent_sources(info);
+    let mut silent: Vec<String> = crate::source::silent_sources(info)
+        .into_iter()
+        .map(|(name, active)| format!("{name} (last heard {active:?} ago)"))
+        .collect();
+    let (last_seq, sources) = (info.state.last_sequence, info.sources.len());
+    let configured = info.config.sources.clone().unwrap_or_default();
+    let step = tokio::time::timeout(Duration::from_secs(5), gaps.step(stream, last_seq, sources)).await;
+    for gap in step.unwrap_or_default() {
+        stats.upstream_lost.inc_by(gap.len());
+        tracing::error!(
+            pipeline = %stats.pipeline,
+            source = %gap.source,
+            from = gap.from,
+            to = gap.to,
+            lost = gap.len(),
+            "a source of the stream lost messages before forwarding them (a cut longer than its stream's limits?): windows over that time miss them"
+        );
+    }
+    let behind = crate::source::upstream::sources_behind(client, &configured, gaps).await;
+    silent.extend(behind.iter().map(|(name, n)| format!("{name} ({n} messages still to forward)")));
     let was = stats.upstream_silent.get() == 1;
     match (was, silent.is_empty()) {
         (false, false) => {
-            let sources: Vec<String> =
-                silent.iter().map(|(name, active)| format!("{name} (last heard {active:?} ago)")).collect();
-            tracing::warn!(pipeline = %stats.pipeline, sources = %sources.join(", "), "the stream's upstream is silent: idle windows stay open until it is back");
+            tracing::warn!(pipeline = %stats.pipeline, sources = %silent.join(", "), "the stream's upstream is cut off or catching up: idle windows stay open until it is current");
             stats.upstream_silent.set(1);
         }
         (true, true) => {
-            tracing::info!(pipeline = %stats.pipeline, "the stream's upstream is back: idle windows close again");
+            tracing::info!(pipeline = %stats.pipeline, "the stream's upstream is current: idle windows close again");
             stats.upstream_silent.set(0);
         }
         _ => {}

@@ -112,6 +112,9 @@ struct Worker {
     machines: HashMap<String, MachineConfig>,
     machine_updates: Option<mpsc::Receiver<machine::Update>>,
     inflight: HashMap<u64, InFlight>,
+    /// Per consumer, the consumer sequence of the latest delivery received (deliveries lost on the way show
+    /// as the server's being ahead: [`Stats::deliveries_missing`]).
+    received: HashMap<String, u64>,
     done: RangeInclusiveSet<u64>,
     states: HashMap<String, RuleState>,
     barrier: Option<Barrier>,

@@ -26,6 +26,7 @@ impl Worker {
                 b.remaining = b.remaining.saturating_sub(1);
             }
         }
+        self.note_delivery(info.consumer, info.consumer_sequence, seq, now);
         let jetstream::Message { message: mut msg, .. } = msg;
         let Some(reply) = msg.reply.take() else {
             return; // JetStream metadata comes from the reply subject: not reached

@@ -12,6 +12,9 @@ use crate::archive::{self, Sink, WindowKey, WindowRef};
 use crate::machine;
 use crate::sink::state;
 
+/// How long a delivery the server reports may take to arrive before it counts as lost.
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Worker {
     pub(super) fn close_windows(&mut self, now: Instant, commit: &mut Commit) {
         if let Some(b) = &self.barrier
@@ -22,9 +25,13 @@ impl Worker {
         }
         let hold = self.barrier.is_some();
         // A link that is down is not a machine that is idle: while the stream's upstream is
-        // silent, or the worker's own server unreachable, idle clocks restart, so a forwarded
-        // backlog finds its windows open.
-        if self.stats.upstream_silent.get() == 1 || self.stats.nats_connected.get() == 0 {
+        // silent or catching up, the worker's own server unreachable, or deliveries the server
+        // made have not arrived (they come back after ack_wait), idle clocks restart, so what
+        // is still on its way finds its windows open.
+        if self.stats.upstream_silent.get() == 1
+            || self.stats.nats_connected.get() == 0
+            || self.stats.deliveries_missing(&self.received, now, DELIVERY_GRACE)
+        {
             for op in &mut self.ops {
                 op.hold_idle(now);
             }

@@ -1,6 +1,8 @@
 //! `stator demo`: a self-contained plant on a private nats-server, end to end: both shipped
 //! pipelines, SQL over the archive they write, and plots.
 
+pub mod edge;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,7 +221,7 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     println!("Plots: {}", plots.display());
     println!(
         "\nTo run the shipped pipelines against your NATS (streams and bucket as in docs/OPERATIONS.md):\n  \
-         NATS_URL=nats://your-server:4222 STATOR_ARCHIVE=./archive stator run --listen 127.0.0.1:9464 pipelines/*.toml\n  \
+         NATS_URL=nats://your-server:4222 STATOR_ARCHIVE=./archive stator run --listen 127.0.0.1:9464 pipelines/line-health.toml pipelines/bearing-health.toml\n  \
          stator validate {line_health}   # after editing a pipeline"
     );
     drop(server);
