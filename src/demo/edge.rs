@@ -92,17 +92,7 @@ const WINDOW_MS: i64 = 10_000;
 /// When a server cannot start, a pipeline does not load or NATS fails.
 pub async fn run(opts: &EdgeDemoOptions) -> anyhow::Result<EdgeDemoReport> {
     let nats_dir = opts.dir.join("edge-nats");
-    let archive_dir = opts.dir.join("cloud-archive");
-    for dir in [&nats_dir, &archive_dir] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(dir)?;
-    }
-    let archive_dir = std::fs::canonicalize(&archive_dir)?;
-    if let Some(log) = &opts.log {
-        println!("log: {} (warnings are shown here too; --verbose shows everything)", log.display());
-    }
+    let archive_dir = super::fresh_dirs(&nats_dir, &opts.dir.join("cloud-archive"), opts.log.as_deref())?;
     let wan = Wan::start(&nats_dir, &WanOptions { hub_nodes: 1, leaf_mqtt_port: None }).await?;
     let (edge_url, cloud_url) = (wan.leaf.url(), wan.hub_urls());
     println!("cloud hub (JetStream domain hub) on {cloud_url}");

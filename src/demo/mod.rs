@@ -75,17 +75,7 @@ pub const DEMO_QUERIES: [(&str, &str); 3] = [
 /// When the server cannot start or NATS fails.
 pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let nats_dir = opts.dir.join("nats");
-    let archive_dir = opts.dir.join("archive");
-    for dir in [&nats_dir, &archive_dir] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
-        std::fs::create_dir_all(dir)?;
-    }
-    let archive_dir = std::fs::canonicalize(&archive_dir)?;
-    if let Some(log) = &opts.log {
-        println!("log: {} (warnings are shown here too; --verbose shows everything)", log.display());
-    }
+    let archive_dir = fresh_dirs(&nats_dir, &opts.dir.join("archive"), opts.log.as_deref())?;
     let server = NatsServer::start_in(&nats_dir, "stator-demo", "")?;
     println!("nats-server with JetStream on {} (store in {})", server.url(), server.store_dir().display());
     let client = crate::connect(&server.url()).await?;
@@ -226,6 +216,21 @@ pub async fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     );
     drop(server);
     Ok(DemoReport { published, alerts, archive: archive_dir, plots })
+}
+
+/// Empties (or creates) a demo's server and archive directories, names the log file on
+/// screen; returns the archive directory's absolute path.
+fn fresh_dirs(nats_dir: &Path, archive_dir: &Path, log: Option<&Path>) -> anyhow::Result<PathBuf> {
+    for dir in [nats_dir, archive_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)?;
+    }
+    if let Some(log) = log {
+        println!("log: {} (warnings are shown here too; --verbose shows everything)", log.display());
+    }
+    Ok(std::fs::canonicalize(archive_dir)?)
 }
 
 /// The RMS trend of the drifting machine and the spectra of the faulty one.

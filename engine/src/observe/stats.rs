@@ -305,7 +305,6 @@ impl Stats {
         }
     }
 
-    /// Sets (or, with `None`, clears) why the server refuses the output being published.
     /// Records the consumer sequence of the server's last delivery on `consumer` (polled).
     pub fn set_delivered(&self, consumer: &str, consumer_seq: u64) {
         if let Ok(mut d) = self.delivered.lock() {
@@ -314,10 +313,11 @@ impl Stats {
     }
 
     /// Whether the server made deliveries, polled at least `grace` ago, that never arrived
-    /// (`received`: the consumer sequence of the latest delivery received, per consumer): a pull response lost
-    /// on the way, for instance to a connection that dropped while a restarted server
+    /// (`received`: per consumer, the consumer sequence of the latest delivery received): the
+    /// tail of a pull response lost on the way, for instance while a restarted server
     /// recovered. Those messages come back only after `ack_wait`; until then no key counts as
-    /// idle.
+    /// idle. (A loss followed by later deliveries shows as a jump in the consumer sequence
+    /// and holds the watermark instead.)
     pub fn deliveries_missing(&self, received: &HashMap<String, u64>, now: Instant, grace: Duration) -> bool {
         let Ok(d) = self.delivered.lock() else { return false };
         d.iter().any(|(consumer, (seq, at))| {
@@ -325,6 +325,7 @@ impl Stats {
         })
     }
 
+    /// Sets (or, with `None`, clears) why the server refuses the output being published.
     pub fn set_refusal(&self, why: Option<String>) {
         if let Ok(mut r) = self.refusal.lock() {
             *r = why;

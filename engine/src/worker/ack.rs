@@ -36,7 +36,11 @@ impl Worker {
     pub(super) fn note_delivery(&mut self, consumer: &str, consumer_seq: u64, seq: u64, now: Instant) {
         // The latest, not the highest: a server restarted from an older consumer state numbers
         // its deliveries from there again.
-        let Some(last) = self.received.insert(consumer.to_owned(), consumer_seq) else { return };
+        let Some(last) = self.received.get_mut(consumer) else {
+            self.received.insert(consumer.to_owned(), consumer_seq);
+            return;
+        };
+        let last = std::mem::replace(last, consumer_seq);
         if consumer_seq <= last + 1 {
             return;
         }
