@@ -51,6 +51,24 @@ pub async fn ensure_edge_streams(js: &jetstream::Context) -> Result<(), String> 
     Ok(())
 }
 
+/// The streams of [`ensure_streams`] on a JetStream cluster, each at `replicas` copies (the
+/// articles' cloud cluster: 3).
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn ensure_cluster_streams(js: &jetstream::Context, replicas: usize) -> Result<(), String> {
+    js.create_or_update_stream(telemetry_stream(replicas)).await.map_err(|e| format!("stream TELEMETRY: {e}"))?;
+    let (day, month) = (Duration::from_secs(86_400), Duration::from_secs(30 * 86_400));
+    for (name, subjects, max_age) in [
+        ("ALERTS", &ALERT_SUBJECTS[..], 3 * month),
+        ("STATOR_DEADLETTER", &DEAD_LETTER_SUBJECTS[..], month),
+        ("FEATURES", &FEATURE_SUBJECTS[..], 7 * day),
+    ] {
+        create_at(js, name, subjects, day, max_age, replicas).await?;
+    }
+    Ok(())
+}
+
 async fn create(
     js: &jetstream::Context,
     name: &str,
@@ -58,12 +76,24 @@ async fn create(
     duplicate_window: Duration,
     max_age: Duration,
 ) -> Result<(), String> {
+    create_at(js, name, subjects, duplicate_window, max_age, 1).await
+}
+
+async fn create_at(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &[&str],
+    duplicate_window: Duration,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<(), String> {
     js.create_or_update_stream(stream::Config {
         name: name.to_owned(),
         subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
         storage: stream::StorageType::File,
         duplicate_window,
         max_age,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await

@@ -65,7 +65,16 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
         ack_floor: gauge(lag.ack_floor),
         watermark_lag_s: f64::NAN,
         recent_alerts: recent_alerts(&js, pipeline).await?,
+        workers: workers(&js, pipeline).await,
     })
+}
+
+/// The workers of `pipeline` that announced themselves lately; none when the bucket is
+/// missing (no worker ran since the server started) or unreadable.
+async fn workers(js: &jetstream::Context, pipeline: &Pipeline) -> Vec<stator_engine::observe::Member> {
+    use stator_engine::source::members;
+    let Ok(store) = js.get_key_value(members::BUCKET).await else { return Vec::new() };
+    members::list(&store, &pipeline.name).await.unwrap_or_default()
 }
 
 /// The newest alerts on the pipeline's alert subjects, from whichever streams capture them.
@@ -117,6 +126,13 @@ pub fn render(statuses: &[PipelineStatus]) -> String {
             "  lag: {} not yet delivered, {} delivered and not acknowledged, ack floor {}",
             s.pending, s.ack_pending, s.ack_floor
         );
+        for w in &s.workers {
+            let role = match &w.pinned[..] {
+                [] => "standing by".to_owned(),
+                pinned => format!("active on {}", pinned.join(", ")),
+            };
+            let _ = writeln!(out, "  worker {}: {role} | fetched {} | started {}", w.worker, w.fetched, w.started);
+        }
         if s.watermark_lag_s.is_finite() {
             let _ = writeln!(
                 out,

@@ -165,7 +165,8 @@ pub async fn clean_up(js: &jetstream::Context, plan: &Plan) -> Result<(), Replay
     for c in crate::source::consumer_specs(p) {
         stream.delete_consumer(&c.durable).await.map_err(|e| ReplayError::Nats(e.to_string()))?;
     }
-    let store = crate::sink::state::open(js, &p.state_bucket).await.map_err(ReplayError::Nats)?;
+    let replicas = stream.cached_info().config.num_replicas;
+    let store = crate::sink::state::open(js, &p.state_bucket, replicas).await.map_err(ReplayError::Nats)?;
     crate::sink::state::forget(&store, &p.name).await.map_err(ReplayError::Nats)
 }
 

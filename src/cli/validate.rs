@@ -11,6 +11,10 @@ pub struct Args {
     /// Pipeline files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Also say what each pipeline needs from the server: version, stream, consumers (and how
+    /// several workers share them), KV buckets, subjects.
+    #[arg(long)]
+    pub needs: bool,
 }
 
 /// Prints each file's warnings and errors; fails when any file has an error.
@@ -23,6 +27,11 @@ pub fn run(args: &Args) -> ExitCode {
                     println!("{w}");
                 }
                 println!("{}: ok (pipeline `{}`)", file.display(), loaded.pipeline.name);
+                if args.needs {
+                    for line in stator_engine::source::requirements(&loaded.pipeline) {
+                        println!("  needs: {line}");
+                    }
+                }
             }
             Err(e) => {
                 failed = true;

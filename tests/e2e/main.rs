@@ -16,6 +16,7 @@ mod pipelines;
 mod readme;
 mod recovery;
 mod replay;
+mod scale;
 mod security;
 mod topology;
 mod vibration;

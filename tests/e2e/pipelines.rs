@@ -55,3 +55,25 @@ fn broken_pipelines_give_the_expected_errors_with_positions() {
         assert_eq!(got, expected, "{}", rel.display());
     }
 }
+
+#[test]
+fn validate_says_what_a_pipeline_needs_from_the_server() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .current_dir(root)
+        .env("NATS_URL", "nats://127.0.0.1:4222")
+        .args(["validate", "--needs", "pipelines/line-health.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needed in [
+        "needs: nats-server 2.11 or newer",
+        "needs: stream `TELEMETRY` must exist",
+        "priority group `stator` pinning one worker",
+        "`STATOR_WORKERS` (workers)",
+        "one is active per consumer, the others stand by",
+    ] {
+        assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
+    }
+}

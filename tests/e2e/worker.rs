@@ -51,6 +51,39 @@ async fn an_incompatible_existing_consumer_is_reported_not_changed() {
     assert_eq!((after.ack_policy, after.ack_wait), (AckPolicy::All, Duration::from_secs(5)), "left as it was");
 }
 
+/// A consumer made without a priority group (by hand, or by an earlier Stator) cannot stand
+/// a worker by: a second worker on it is refused while the first pulls, with the reason and
+/// the fix, instead of splitting every window with it.
+#[tokio::test]
+async fn a_second_worker_on_a_consumer_without_a_priority_group_is_refused() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let stream = js.get_stream("TELEMETRY").await.unwrap();
+    let config = pull::Config {
+        durable_name: Some("test-rms".into()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        filter_subject: "acme.*.*.*.*.*.vibration.rms".into(),
+        ..Default::default()
+    };
+    stream.create_consumer(config).await.unwrap();
+    let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
+    let first = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
+    wait_for_count(&first.stats, "the first worker pulling", 1, |s| &s.fetched).await;
+
+    let second = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let result = tokio::time::timeout(Duration::from_secs(60), second.task).await.expect("refused in time");
+    let e = match result.expect("task") {
+        Err(e @ WorkerError::Source { .. }) => e.to_string(),
+        other => panic!("expected a source error, got {other:?}"),
+    };
+    assert!(e.contains("is being pulled by another client"), "{e}");
+    assert!(e.contains("has no priority group, so two workers would split its windows"), "{e}");
+    assert_eq!(Stats::get(&second.stats.fetched), 0);
+    first.stop().await;
+}
+
 /// Two filter subjects: one consumer per filter (nats-server reads a consumer with several
 /// filters an order of magnitude slower at thousands of subjects), both read to the end; an
 /// existing consumer with both filters is used as it is.

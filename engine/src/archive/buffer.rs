@@ -91,6 +91,9 @@ pub struct Sink {
     raw: BTreeMap<Partition, Buffer>,
     windowed: Windowed,
     full: bool,
+    /// Messages up to this stream sequence may be in files already, even when delivered for
+    /// the first time (see [`Sink::recheck_upto`]).
+    recheck_upto: u64,
 }
 
 impl Sink {
@@ -98,7 +101,32 @@ impl Sink {
     /// the source's format.
     pub fn new(spec: ArchiveSpec, layout: Layout, raw_table: Table) -> Self {
         let raw_table = spec.writes(raw_table).then_some(raw_table);
-        Self { spec, layout, raw_table, raw: BTreeMap::new(), windowed: Windowed::default(), full: false }
+        Self {
+            spec,
+            layout,
+            raw_table,
+            raw: BTreeMap::new(),
+            windowed: Windowed::default(),
+            full: false,
+            recheck_upto: 0,
+        }
+    }
+
+    /// Files holding messages up to `seq` may exist that this worker did not write or no
+    /// longer knows it did: another worker's, before it was pinned, or its own, before it
+    /// stood down. A message up to `seq` is checked against the files before it is archived
+    /// again, even when the server delivers it as new (a consumer state lost in a server
+    /// restart numbers deliveries from 1 again).
+    pub fn recheck_upto(&mut self, seq: u64) {
+        self.recheck_upto = self.recheck_upto.max(seq);
+    }
+
+    /// Forgets everything buffered, uncommitted: the worker gave up the messages behind it
+    /// (another worker was pinned), and they are redelivered to that one.
+    pub fn clear(&mut self) {
+        self.raw.clear();
+        self.windowed = Windowed::default();
+        self.full = false;
     }
 
     /// The key columns.
@@ -138,12 +166,13 @@ impl Sink {
     /// Buffers a reading; `redelivered` when JetStream delivered it before.
     pub fn add_reading(&mut self, fields: &[&str], subject: &str, t_ms: i64, value: f64, seq: u64, x: Arrival) {
         let (rows_max, bytes_max) = (self.spec.roll_rows, self.spec.roll_bytes);
+        let recheck = x.redelivered || seq <= self.recheck_upto;
         let (buffer, key) = self.raw_buffer(fields, subject, t_ms, x.now);
         if let Rows::Readings(rows) = &mut buffer.rows {
             rows.push(Reading { key, time_ms: t_ms, value, seq });
             buffer.bytes += std::mem::size_of::<Reading>();
             buffer.seqs.push(seq);
-            buffer.recheck |= x.redelivered;
+            buffer.recheck |= recheck;
             let full = buffer.rows.len() >= rows_max || buffer.bytes >= bytes_max;
             self.full |= full;
         }
@@ -158,6 +187,7 @@ impl Sink {
     /// Buffers a block of samples.
     pub fn add_wave(&mut self, fields: &[&str], subject: &str, w: &crate::waveform::Waveform, seq: u64, x: Arrival) {
         let (rows_max, bytes_max) = (self.spec.roll_rows, self.spec.roll_bytes);
+        let recheck = x.redelivered || seq <= self.recheck_upto;
         let (buffer, key) = self.raw_buffer(fields, subject, w.start_us.div_euclid(1000), x.now);
         if let Rows::Waveforms(rows) = &mut buffer.rows {
             let units = w.units.map(|u| match u {
@@ -175,7 +205,7 @@ impl Sink {
             });
             buffer.bytes += std::mem::size_of::<WaveRow>() + 4 * w.samples.len();
             buffer.seqs.push(seq);
-            buffer.recheck |= x.redelivered;
+            buffer.recheck |= recheck;
             let full = buffer.rows.len() >= rows_max || buffer.bytes >= bytes_max;
             self.full |= full;
         }

@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::stats::{Metrics, RecentAlert, SourceInfo, Stats};
+use super::stats::{Member, Metrics, RecentAlert, SourceInfo, Stats};
 
 /// Overall health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +129,10 @@ pub struct PipelineStatus {
     pub watermark_lag_s: f64,
     /// Newest confirmed alert transitions, oldest first.
     pub recent_alerts: Vec<RecentAlert>,
+    /// The workers running the pipeline, as they announce themselves (known to `stator
+    /// status` asking JetStream; a worker's own `/status` leaves it empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<Member>,
 }
 
 impl PipelineStatus {
@@ -146,6 +150,7 @@ impl PipelineStatus {
             ack_floor: s.consumer_ack_floor.get(),
             watermark_lag_s: s.watermark_lag.get(),
             recent_alerts: s.recent_alerts(),
+            workers: Vec::new(),
         }
     }
 }

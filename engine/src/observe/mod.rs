@@ -6,4 +6,4 @@ mod stats;
 
 pub use http::{Health, HealthStatus, PipelineHealth, PipelineStatus, serve};
 pub use prometheus_client::metrics::counter::Counter;
-pub use stats::{Metrics, PipelineLabel, ReasonLabels, RecentAlert, Seconds, SourceInfo, Stats};
+pub use stats::{Member, Metrics, PipelineLabel, ReasonLabels, RecentAlert, Seconds, SourceInfo, Stats};

@@ -107,6 +107,21 @@ pub struct SourceInfo {
     pub durable: String,
 }
 
+/// One worker's announcement.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// The worker's id: `{host}-{pid}`.
+    pub worker: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// The consumers it reads.
+    pub consumers: Vec<String>,
+    /// Those it is pinned (active) on; empty on a standby.
+    pub pinned: Vec<String>,
+    /// Messages it has received.
+    pub fetched: u64,
+}
+
 macro_rules! pipeline_metrics {
     ($( $(#[doc = $doc:literal])+ $field:ident: $kind:ty = $name:literal, )*) => {
         /// Metrics of one pipeline run.
@@ -123,6 +138,8 @@ macro_rules! pipeline_metrics {
             refusal: Mutex<Option<String>>,
             /// Per consumer, the sequence of the server's last delivery and when it was polled.
             delivered: Mutex<HashMap<String, (u64, Instant)>>,
+            /// The consumers this worker is pinned on.
+            pinned_on: Mutex<Vec<String>>,
         }
 
         /// The families of every pipeline's metrics, registered once per process.
@@ -172,6 +189,7 @@ macro_rules! pipeline_metrics {
                     recent_alerts: Mutex::default(),
                     refusal: Mutex::default(),
                     delivered: Mutex::default(),
+                    pinned_on: Mutex::default(),
                 }
             }
         }
@@ -239,6 +257,12 @@ pipeline_metrics! {
     config_revision: Gauge = "machine_config_revision",
     /// 1 once the pipeline is bound to its consumer.
     consumer_bound: Gauge = "consumer_bound",
+    /// Consumers this worker is the pinned (active) one for; 0 on a standby. A consumer
+    /// without a priority group (one worker only) counts as pinned.
+    consumers_pinned: Gauge = "consumers_pinned",
+    /// Times this worker stood down: the server pinned another worker for a consumer it was
+    /// active on, and it dropped its open windows for that worker to compute.
+    stand_downs: Counter = "stand_downs",
     /// 1 while the NATS connection is up.
     nats_connected: Gauge = "nats_connected",
     /// 0 while archive writes are failing and being retried.
@@ -323,6 +347,19 @@ impl Stats {
         d.iter().any(|(consumer, (seq, at))| {
             now.saturating_duration_since(*at) >= grace && received.get(consumer).copied().unwrap_or(0) < *seq
         })
+    }
+
+    /// Sets the consumers this worker is pinned on (and the `consumers_pinned` gauge).
+    pub fn set_pinned_on(&self, consumers: Vec<String>) {
+        self.consumers_pinned.set(consumers.len() as i64);
+        if let Ok(mut p) = self.pinned_on.lock() {
+            *p = consumers;
+        }
+    }
+
+    /// The consumers this worker is pinned on.
+    pub fn pinned_on(&self) -> Vec<String> {
+        self.pinned_on.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Sets (or, with `None`, clears) why the server refuses the output being published.

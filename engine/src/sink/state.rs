@@ -12,31 +12,38 @@ use crate::alert::RuleState;
 /// The KV key of a rule's state for one key: `{pipeline}.{rule}.{key...}`, each key token
 /// escaped to the KV key alphabet (`=HH` per byte outside `[A-Za-z0-9_-]`).
 pub fn state_key(pipeline: &str, rule: &str, key: &[String]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(pipeline.len() + rule.len() + 32);
     out.push_str(pipeline);
     out.push('.');
     out.push_str(rule);
     for k in key {
         out.push('.');
-        for b in k.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                out.push(b as char);
-            } else {
-                out.push('=');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 15)] as char);
-            }
-        }
+        push_escaped(&mut out, k);
     }
     out
 }
 
-/// Opens (creating when missing) the state bucket.
+/// Appends `token` to a KV key, escaped to the KV key alphabet: `=HH` per byte outside
+/// `[A-Za-z0-9_-]`.
+pub fn push_escaped(out: &mut String, token: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push('=');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}
+
+/// Opens (creating when missing, at `replicas` copies: those of the source stream, so that
+/// the state survives what the stream survives) the state bucket.
 ///
 /// # Errors
 /// The NATS error as text.
-pub async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+pub async fn open(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<kv::Store, String> {
     match js.get_key_value(bucket).await {
         Ok(store) => Ok(store),
         Err(_) => js
@@ -44,6 +51,7 @@ pub async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, St
                 bucket: bucket.to_owned(),
                 description: "Stator alert state per pipeline, rule and key".into(),
                 history: 1,
+                num_replicas: replicas.max(1),
                 ..Default::default()
             })
             .await

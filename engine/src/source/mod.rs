@@ -5,6 +5,7 @@
 //! says `create_consumer = true`.
 
 mod connect;
+pub mod members;
 pub mod upstream;
 
 use std::time::Duration;
@@ -12,10 +13,25 @@ use std::time::Duration;
 pub use connect::{connect, options, server_addrs};
 pub use upstream::{SOURCE_SILENCE, silent_sources};
 
-use async_nats::jetstream::consumer::{self, AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{self, AckPolicy, PriorityPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, ErrorCode};
 
 use crate::config::Pipeline;
+
+/// The priority group of the consumers Stator creates. They use JetStream's pinned-client
+/// policy: of all the workers pulling a consumer, the server delivers to one (the pinned
+/// one); the others stand by, and one of them is pinned when the pinned one stops pulling for
+/// [`PIN_TTL`]. So a second worker on a pipeline never splits its windows.
+pub const PRIORITY_GROUP: &str = "stator";
+
+/// How long a pinned worker may go without pulling before the server pins a standby
+/// (`priority_timeout` of the consumers Stator creates). Workers pull at least every
+/// [`PULL_EXPIRES`] plus 5 s, also while they wait for a slow sink.
+pub const PIN_TTL: Duration = Duration::from_secs(15);
+
+/// How long one pull request waits for messages: well below [`PIN_TTL`], so that an idle
+/// pinned worker renews its pull (and keeps its pin) in time.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 /// Why the pipeline could not bind to its consumer. All but [`SourceError::Nats`] are the
 /// user's to fix; retrying does not help.
@@ -44,6 +60,19 @@ pub enum SourceError {
         /// Every problem found, `; `-separated.
         problems: String,
     },
+    /// The consumer has no priority group and another client is pulling from it: a second
+    /// worker would split every window with the first.
+    #[error(
+        "consumer `{durable}` on stream `{stream}` is being pulled by another client ({waiting} pull requests waiting) and has no priority group, so two workers would split its windows; stop the other worker, or let Stator recreate the consumer with a priority group (delete it, keep `create_consumer = true`; see docs/SCALING.md)"
+    )]
+    Busy {
+        /// Stream.
+        stream: String,
+        /// Durable name.
+        durable: String,
+        /// Pull requests the server holds from other clients.
+        waiting: usize,
+    },
     /// NATS refused or did not answer; retrying may help.
     #[error("NATS error while binding the consumer: {0}")]
     Nats(String),
@@ -67,6 +96,21 @@ pub struct Bound {
     pub consumer: PullConsumer,
     /// Its info at binding.
     pub info: consumer::Info,
+}
+
+impl Bound {
+    /// The priority group to pull in when the consumer pins one client ([`PRIORITY_GROUP`]
+    /// for consumers Stator creates); `None` for a consumer without one.
+    pub fn group(&self) -> Option<&str> {
+        pinned_group(&self.info.config)
+    }
+}
+
+/// The group of a consumer with the pinned-client policy.
+pub fn pinned_group(config: &consumer::Config) -> Option<&str> {
+    (config.priority_policy == PriorityPolicy::PinnedClient)
+        .then(|| config.priority_groups.first().map(String::as_str))
+        .flatten()
 }
 
 /// The consumers Stator creates for `pipeline`: one per filter subject when the file gives
@@ -97,6 +141,43 @@ pub fn consumer_specs(pipeline: &Pipeline) -> Vec<ConsumerSpec> {
             filters: vec![f.clone()],
         })
         .collect()
+}
+
+/// What `pipeline` needs from the server, a line each, for `stator validate`.
+pub fn requirements(pipeline: &Pipeline) -> Vec<String> {
+    let spec = &pipeline.source;
+    let mut out =
+        vec![format!("nats-server 2.11 or newer with JetStream at {} (pinned-client priority groups)", spec.url)];
+    out.push(format!("stream `{}` must exist", spec.stream));
+    for c in consumer_specs(pipeline) {
+        let filters = if c.filters.is_empty() { "the whole stream".to_owned() } else { c.filters.join(", ") };
+        let how = if spec.create_consumer {
+            format!(
+                "created when missing: pull, explicit acks, ack_wait {:?}, priority group `{PRIORITY_GROUP}` pinning one worker (priority_timeout {PIN_TTL:?}); an existing one is used as it is",
+                spec.ack_wait
+            )
+        } else {
+            "must exist (pull, explicit acks; with a pinned-client priority group for standby workers, see docs/SCALING.md)".to_owned()
+        };
+        out.push(format!("consumer `{}` on {filters}: {how}", c.durable));
+    }
+    out.push(format!(
+        "KV buckets `{}` (alert state) and `{}` (workers), created when missing",
+        pipeline.state_bucket,
+        members::BUCKET
+    ));
+    if let Some(bucket) = &pipeline.machine_config_bucket {
+        out.push(format!("KV bucket `{bucket}` (machine config) must exist"));
+    }
+    out.push(format!(
+        "publishes dead letters to `{}`: a stream must capture it, or they are lost",
+        pipeline.dead_letter_subject
+    ));
+    out.push(
+        "several workers may run this file: one is active per consumer, the others stand by (docs/SCALING.md)"
+            .to_owned(),
+    );
+    out
 }
 
 /// Binds to (or creates) the pipeline's consumers and returns them with their current info:
@@ -212,9 +293,38 @@ async fn bind_one(
             problems: problems.join("; "),
         });
     }
-    let consumer =
+    let mut consumer: PullConsumer =
         stream.get_consumer::<pull::Config>(&c.durable).await.map_err(|e| SourceError::Nats(e.to_string()))?;
+    if pinned_group(&info.config).is_none() {
+        alone_on(&mut consumer, &spec.stream, &c.durable).await?;
+    }
     Ok(Bound { spec: c, consumer, info })
+}
+
+/// Longest that pull requests of a worker that died may stay with the server: the pull expiry
+/// of earlier Stator versions (30 s) and a margin.
+const STALE_PULLS: Duration = Duration::from_secs(35);
+
+/// Checks that no other client pulls from a consumer without a priority group, waiting up to
+/// [`STALE_PULLS`] for requests of a worker that died to expire (a restart right after a crash).
+/// A live worker renews its requests, so they do not go away.
+async fn alone_on(consumer: &mut PullConsumer, stream: &str, durable: &str) -> Result<(), SourceError> {
+    let deadline = tokio::time::Instant::now() + STALE_PULLS;
+    loop {
+        let waiting = consumer.info().await.map_err(|e| SourceError::Nats(e.to_string()))?.num_waiting;
+        if waiting == 0 {
+            tracing::warn!(
+                stream,
+                durable,
+                "the consumer has no priority group: a second worker on this pipeline is refused only while this one is pulling; recreate the consumer with `create_consumer = true` to run standbys (docs/SCALING.md)"
+            );
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SourceError::Busy { stream: stream.to_owned(), durable: durable.to_owned(), waiting });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Binds again after consumer `c` disappeared under a running worker (deleted by an
@@ -272,6 +382,9 @@ pub fn consumer_config(pipeline: &Pipeline, c: &ConsumerSpec) -> pull::Config {
         max_deliver: spec.max_deliver,
         max_ack_pending: spec.max_ack_pending,
         max_batch: spec.batch as i64 * 2,
+        priority_policy: PriorityPolicy::PinnedClient,
+        priority_groups: vec![PRIORITY_GROUP.to_owned()],
+        priority_timeout: PIN_TTL,
         ..Default::default()
     };
     // One filter goes in `filter_subject`: nats-server versions without the fix of
@@ -307,6 +420,27 @@ pub fn incompatibilities(pipeline: &Pipeline, c: &ConsumerSpec, config: &consume
     }
     if config.deliver_subject.is_some() {
         problems.push("it is a push consumer, the pipeline needs a pull consumer".into());
+    }
+    match config.priority_policy {
+        PriorityPolicy::None => {}
+        PriorityPolicy::PinnedClient => {
+            if config.priority_groups.len() != 1 {
+                problems.push(format!(
+                    "it pins a client in {} priority groups, the pipeline pulls in exactly one",
+                    config.priority_groups.len()
+                ));
+            }
+            if config.priority_timeout < PULL_EXPIRES * 3 {
+                problems.push(format!(
+                    "its priority_timeout is {:?}: a pinned worker renews its pull every {PULL_EXPIRES:?} or so, so it needs at least {:?} to keep its pin",
+                    config.priority_timeout,
+                    PULL_EXPIRES * 3
+                ));
+            }
+        }
+        ref other => problems.push(format!(
+            "its priority policy is {other:?}: the pipeline needs the pinned_client policy (one active worker, the others standing by) or none"
+        )),
     }
     if !c.filters.is_empty() {
         let (have, want) = (filters_of(config), sorted(&c.filters));
@@ -351,6 +485,30 @@ filter_subjects = ["acme.*.*.*.*.*.vibration.rms", "acme.*.*.*.*.*.temperature"]
         }
         let p = crate::config::load_str(Path::new("p.toml"), &text, &|_| None).expect("valid").pipeline;
         consumer_specs(&p).into_iter().map(|c| (c.durable, c.filters)).collect()
+    }
+
+    #[test]
+    fn created_consumers_pin_one_worker_and_existing_ones_are_checked_for_it() {
+        let text = "[pipeline]\nname = \"p\"\n[source]\nurl = \"nats://127.0.0.1:4222\"\nstream = \"S\"\ndurable = \"p\"\n\
+                    [[window]]\nname = \"w\"\nkey = [\"machine\"]\ntumbling = \"10s\"\naggregates = [\"max\"]\n";
+        let p = crate::config::load_str(Path::new("p.toml"), text, &|_| None).expect("valid").pipeline;
+        let c = consumer_specs(&p).remove(0);
+        let config = consumer_config(&p, &c);
+        assert_eq!(config.priority_policy, PriorityPolicy::PinnedClient);
+        assert_eq!(config.priority_groups, [PRIORITY_GROUP]);
+        assert!(config.priority_timeout >= PULL_EXPIRES * 3);
+        let created = consumer::IntoConsumerConfig::into_consumer_config(config);
+        assert_eq!(pinned_group(&created), Some(PRIORITY_GROUP));
+        assert!(incompatibilities(&p, &c, &created).is_empty());
+
+        let plain =
+            consumer::Config { priority_policy: PriorityPolicy::None, priority_groups: vec![], ..created.clone() };
+        assert_eq!(pinned_group(&plain), None);
+        assert!(incompatibilities(&p, &c, &plain).is_empty(), "used as it is, one worker at a time");
+        let short = consumer::Config { priority_timeout: Duration::from_secs(5), ..created.clone() };
+        assert!(incompatibilities(&p, &c, &short)[0].contains("needs at least 15s to keep its pin"));
+        let overflow = consumer::Config { priority_policy: PriorityPolicy::Overflow, ..created };
+        assert!(incompatibilities(&p, &c, &overflow)[0].contains("needs the pinned_client policy"));
     }
 
     #[test]

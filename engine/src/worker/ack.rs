@@ -21,11 +21,21 @@ pub(super) struct InFlight {
 }
 
 /// Holds the watermark after a restart until the previous run's unacknowledged messages are
-/// redelivered (`remaining`) or `until`.
+/// redelivered (`remaining`, counting redeliveries up to `upto_seq`) and, after this worker
+/// was pinned (`settle_after`), until the server counts no unacknowledged message it does not
+/// hold; or until `until`.
 pub(super) struct Barrier {
     pub(super) until: Instant,
     pub(super) upto_seq: u64,
     pub(super) remaining: usize,
+    pub(super) settle_after: Option<Instant>,
+}
+
+impl Barrier {
+    /// Whether it no longer holds at `now`.
+    pub(super) fn released(&self, now: Instant) -> bool {
+        (self.remaining == 0 && self.settle_after.is_none()) || now >= self.until
+    }
 }
 
 impl Worker {
@@ -53,7 +63,7 @@ impl Worker {
                 b.upto_seq = b.upto_seq.max(seq);
                 b.until = b.until.max(until);
             }
-            None => self.barrier = Some(Barrier { until, upto_seq: seq, remaining: lost }),
+            None => self.barrier = Some(Barrier { until, upto_seq: seq, remaining: lost, settle_after: None }),
         }
     }
 

@@ -8,15 +8,20 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::commit::{Awaiting, Commit};
+use super::pin::PinView;
 use super::{RunMode, Stats, Worker, WorkerError};
 use crate::machine;
 use crate::source::{Bound, Lag};
+
+/// Idle heartbeat of a pull: well below [`crate::source::PULL_EXPIRES`].
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 
 impl Worker {
     pub(super) async fn pump(
         &mut self,
         consumers: &mut [Bound],
         mut advisories: Option<async_nats::Subscriber>,
+        pins: &mut watch::Receiver<PinView>,
         shutdown: &mut watch::Receiver<bool>,
         commits: &mpsc::Sender<Commit>,
         mode: RunMode,
@@ -38,14 +43,16 @@ impl Worker {
             let mut streams = Vec::with_capacity(consumers.len());
             let mut failed = None;
             for (i, b) in consumers.iter().enumerate() {
-                let messages = b
+                let mut pull = b
                     .consumer
                     .stream()
                     .max_messages_per_batch(batch)
-                    .heartbeat(Duration::from_secs(5))
-                    .expires(Duration::from_secs(30))
-                    .messages()
-                    .await;
+                    .heartbeat(PULL_HEARTBEAT)
+                    .expires(crate::source::PULL_EXPIRES);
+                if let Some(group) = b.group() {
+                    pull = pull.group(group);
+                }
+                let messages = pull.messages().await;
                 match messages {
                     Ok(m) => streams.push(m.map(move |r| (i, Some(r))).chain(futures::stream::iter([(i, None)]))),
                     Err(e) => failed = Some(e),
@@ -72,6 +79,10 @@ impl Worker {
                     _ = shutdown.changed() => return Ok(()),
                     chunk = messages.next() => match chunk {
                         Some(chunk) => {
+                            for pin in self.new_pins(&chunk) {
+                                let i = pin.consumer();
+                                self.take_pin(pin, &consumers[i]).await;
+                            }
                             let now = Instant::now();
                             for (i, item) in chunk {
                                 match item {
@@ -80,6 +91,9 @@ impl Worker {
                                         tracing::warn!(pipeline = %self.pipeline.name, consumer = %consumers[i].spec.durable, error = %e, "consumer stream error");
                                         if consumer_may_be_gone(e.kind()) && let Some(c) = self.rebind(&mut consumers[i]).await {
                                             consumers[i].consumer = c;
+                                            // A new consumer, a new pin: what this worker
+                                            // holds carries over (see `rebind`).
+                                            self.forget_pin(i);
                                             reconnect = true;
                                         }
                                     }
@@ -92,6 +106,14 @@ impl Worker {
                     },
                     Some(update) = next_update(&mut self.machine_updates) => self.on_machine_update(update),
                     Some(advisory) = next_advisory(&mut advisories) => self.on_max_deliveries(&advisory, &mut commit).await,
+                    Ok(()) = pins.changed() => {
+                        let view = pins.borrow_and_update().clone();
+                        self.settle(&view);
+                        let lost = self.pin_lost(&view);
+                        if let Some(i) = lost {
+                            self.pin_moved(i, &consumers[i].spec.durable, "the server pinned another client").await;
+                        }
+                    }
                     _ = tick.tick() => {
                         let now = Instant::now();
                         self.keep_alive(now).await;

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::commit::{self, Commit, Sinks};
+use super::pin::PinView;
 use super::route::Op;
 use super::{Barrier, RunMode, SHUTDOWN_GRACE, Stats, Worker, WorkerError};
 use crate::archive::{self, Layout, Sink, Table};
@@ -18,7 +19,7 @@ use crate::config::{ArchiveSpec, Format, Pipeline};
 use crate::machine;
 use crate::sink::{Publisher, state};
 use crate::source::upstream::GapWatch;
-use crate::source::{Bound, Lag};
+use crate::source::{Bound, Lag, members};
 
 /// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
 /// fetching, in-flight outputs confirmed, durable messages acknowledged, the rest NAKed for
@@ -50,7 +51,10 @@ pub async fn run(
     let ack_wait = bound.iter().map(|b| b.info.config.ack_wait).max().unwrap_or_default();
     let max_ack_pending = bound.iter().map(|b| b.info.config.max_ack_pending).min().unwrap_or(-1);
     let consumer_config = bound.first().map(|b| b.info.config.clone()).unwrap_or_default();
-    let store = state::open(&js, &pipeline.state_bucket).await.map_err(nats_err)?;
+    let stream = js.get_stream(&pipeline.source.stream).await.ok();
+    // Buckets the worker creates get as many copies as the stream it reads.
+    let replicas = stream.as_ref().map_or(1, |s| s.cached_info().config.num_replicas);
+    let store = state::open(&js, &pipeline.state_bucket, replicas).await.map_err(nats_err)?;
     let states = state::load(&store, &pipeline.name).await.map_err(nats_err)?;
     let (machines, machine_updates) = match &pipeline.machine_config_bucket {
         Some(bucket) => {
@@ -67,10 +71,12 @@ pub async fn run(
         }
         None => (HashMap::new(), None),
     };
-    let barrier = (ack_pending > 0).then(|| Barrier {
+    // Consumers that pin a worker hold the watermark when this one is pinned (see `pin`).
+    let barrier = (ack_pending > 0 && bound.iter().all(|b| b.group().is_none())).then(|| Barrier {
         until: Instant::now() + ack_wait + Duration::from_secs(2),
         upto_seq: delivered,
         remaining: ack_pending,
+        settle_after: None,
     });
     if let Some(b) = &barrier {
         tracing::info!(pipeline = %name, pending = b.remaining, "holding the watermark until the previous run's messages are redelivered");
@@ -85,13 +91,16 @@ pub async fn run(
         done: RangeInclusiveSet::new(),
         states,
         barrier,
+        pins: Vec::new(),
+        store: store.clone(),
+        roll: None,
         ack_wait,
         stats: stats.clone(),
         closed: Vec::new(),
         key_buf: String::new(),
         archive: None,
         max_ack_pending: usize::MAX,
-        stream: js.get_stream(&pipeline.source.stream).await.ok(),
+        stream,
         awaiting: Arc::default(),
         js: js.clone(),
         client: client.clone(),
@@ -125,13 +134,23 @@ pub async fn run(
         up.set(1);
     }
     let mut consumers: Vec<Bound> = bound;
+    // A consumer without a priority group has one worker, which is the active one.
+    let unpinned: Vec<String> =
+        consumers.iter().filter(|b| b.group().is_none()).map(|b| b.spec.durable.clone()).collect();
+    stats.set_pinned_on(unpinned);
     let watched = consumers.iter().map(|b| b.consumer.clone()).collect();
     let sourced = match &worker.stream {
         Some(s) => s.cached_info().mirror.is_some() || !s.cached_info().sources.is_empty(),
         None => false,
     };
     let upstream = worker.stream.clone().filter(|_| sourced);
-    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, upstream, stats.clone())));
+    let (pins_tx, mut pins_rx) = watch::channel(PinView::default());
+    let durables: Vec<String> = consumers.iter().map(|b| b.spec.durable.clone()).collect();
+    let roll = members::Roll::open(&js, &pipeline.name, durables, replicas).await;
+    worker.roll = roll.clone();
+    let monitor =
+        AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, upstream, stats.clone(), pins_tx)));
+    let announcer = roll.clone().map(|r| AbortOnDropHandle::new(tokio::spawn(r.run(stats.clone()))));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     // JetStream gives up on a message after max_deliver deliveries and says so in an
@@ -145,7 +164,7 @@ pub async fn run(
             None
         }
     };
-    let result = worker.pump(&mut consumers, advisories, &mut shutdown, &commit_tx, mode).await;
+    let result = worker.pump(&mut consumers, advisories, &mut pins_rx, &mut shutdown, &commit_tx, mode).await;
 
     drop(commit_tx);
     let drained = tokio::select! {
@@ -156,7 +175,14 @@ pub async fn run(
         }
     };
     worker.nak_inflight().await;
+    worker.release_pins(&consumers).await;
     monitor.abort();
+    if let Some(announcer) = announcer {
+        announcer.abort();
+    }
+    if let Some(roll) = &roll {
+        roll.leave().await;
+    }
     stats.consumer_bound.set(0);
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
@@ -202,6 +228,7 @@ async fn monitor(
     mut consumers: Vec<PullConsumer>,
     mut upstream: Option<jetstream::stream::Stream>,
     stats: Arc<Stats>,
+    pins: watch::Sender<PinView>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,15 +244,20 @@ async fn monitor(
             continue;
         }
         let mut lag = Lag::new();
+        let mut view =
+            PinView { asked: Some(Instant::now()), pinned: Vec::with_capacity(consumers.len()), ack_pending: 0 };
         let all = async {
             for c in consumers.iter_mut() {
                 let Ok(info) = c.info().await else { return false };
                 stats.set_delivered(&info.name, info.delivered.consumer_sequence);
                 lag.add(info);
+                view.pinned.push(info.priority_groups.first().and_then(|g| g.pinned_client_id.clone()));
+                view.ack_pending += info.num_ack_pending;
             }
             true
         };
         if let Ok(true) = tokio::time::timeout(Duration::from_secs(3), all).await {
+            pins.send_replace(view);
             let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             stats.consumer_pending.set(gauge(lag.pending));
             stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));

@@ -20,13 +20,16 @@
 //! that pulls messages and queues commits; `receive` decodes and routes one message into its
 //! windows (with `route`); `windows` closes windows and turns them into features and alerts
 //! (with `output`); `ack` tracks every held message until it can be acknowledged; `commit`
-//! makes outputs durable in order and sends the acks.
+//! makes outputs durable in order and sends the acks; `pin` takes over and gives up consumers
+//! as the server pins workers (several workers on one pipeline: one active, the others
+//! standing by).
 
 mod ack;
 mod commit;
 mod fetch;
 mod lifecycle;
 pub mod output;
+mod pin;
 mod receive;
 mod route;
 mod windows;
@@ -118,6 +121,12 @@ struct Worker {
     done: RangeInclusiveSet<u64>,
     states: HashMap<String, RuleState>,
     barrier: Option<Barrier>,
+    /// Per consumer (by index), the pin this worker holds (see [`pin`]).
+    pins: Vec<Option<pin::Held>>,
+    /// The alert state bucket (reloaded when this worker takes over a consumer).
+    store: jetstream::kv::Store,
+    /// This worker's entry on the pipeline's roll of workers, once announced.
+    roll: Option<crate::source::members::Roll>,
     ack_wait: Duration,
     stats: Arc<Stats>,
     closed: Vec<WindowResult>,

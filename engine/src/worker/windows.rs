@@ -18,7 +18,7 @@ const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 impl Worker {
     pub(super) fn close_windows(&mut self, now: Instant, commit: &mut Commit) {
         if let Some(b) = &self.barrier
-            && (b.remaining == 0 || now >= b.until)
+            && b.released(now)
         {
             tracing::info!(pipeline = %self.pipeline.name, unreturned = b.remaining, "watermark released");
             self.barrier = None;
