@@ -253,3 +253,69 @@ async fn three_workers_on_a_cluster_ride_out_the_loss_of_the_stream_leader() {
         w.stop().await;
     }
 }
+
+/// What a user does: the same pipeline file run by two `stator run` processes; `stator
+/// status` shows one active and one standing by; the active process is SIGKILLed and a third
+/// started; the standby takes over and the outputs are those of one uninterrupted worker.
+#[tokio::test]
+async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_one() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("archive");
+    let file = dir.path().join("p.toml");
+    let text = rms_pipeline("2s", 1, "2s").replace("ack_wait = \"30s\"", "ack_wait = \"13s\"") + &archived(&archive);
+    std::fs::write(&file, &text).expect("pipeline file");
+    let p = pipeline(&text, &server.url());
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+            .arg("run")
+            .arg(&file)
+            .env("NATS_URL", server.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("stator run")
+    };
+    let mut children = vec![start(), start()];
+    let first = readings(0, SECONDS / 2);
+    publish(&js, &first).await;
+
+    // `stator status` names the active worker (host-pid) and the standby.
+    let active = std::cell::Cell::new(None);
+    wait_until(Duration::from_secs(60), "status: one worker active, one standing by", || async {
+        let status = stator::status::from_jetstream(&p).await.expect("status");
+        let busy: Vec<_> = status.workers.iter().filter(|w| w.pinned == ["test-rms"] && w.fetched > 0).collect();
+        let idle = status.workers.iter().filter(|w| w.pinned.is_empty() && w.fetched == 0).count();
+        if let ([w], 1) = (&busy[..], idle) {
+            active.set(w.worker.rsplit('-').next().and_then(|pid| pid.parse::<u32>().ok()));
+        }
+        active.get().is_some()
+    })
+    .await;
+    let pid = active.get().expect("active pid");
+    let killed = children.iter().position(|c| c.id() == pid).expect("the active worker is one of ours");
+    let mut victim = children.remove(killed);
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reaped");
+    children.push(start());
+    publish(&js, &readings(SECONDS / 2, SECONDS)).await;
+    wait_until(Duration::from_secs(90), "everything processed and acknowledged", || async {
+        consumer_backlog(&js, "test-rms").await == (0, 0)
+    })
+    .await;
+    check_outputs(&js, &archive).await;
+    for mut c in children {
+        let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+        assert!(term.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "stator run did not stop within 30 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.code(), Some(0));
+    }
+}

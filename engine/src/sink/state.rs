@@ -59,29 +59,40 @@ pub async fn open(js: &jetstream::Context, bucket: &str, replicas: usize) -> Res
     }
 }
 
+/// Every entry of `store` whose key starts with `prefix`, with its value.
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn entries(store: &kv::Store, prefix: &str) -> Result<Vec<(String, Bytes)>, String> {
+    let keys: Vec<String> = store
+        .keys()
+        .await
+        .map_err(|e| e.to_string())?
+        .try_filter(|k| futures::future::ready(k.starts_with(prefix)))
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(bytes) = store.get(&key).await.map_err(|e| e.to_string())? {
+            out.push((key, bytes));
+        }
+    }
+    Ok(out)
+}
+
 /// Loads every state of `pipeline`.
 ///
 /// # Errors
 /// The NATS error as text.
 pub async fn load(store: &kv::Store, pipeline: &str) -> Result<HashMap<String, RuleState>, String> {
-    let prefix = format!("{pipeline}.");
-    let keys: Vec<String> = store
-        .keys()
-        .await
-        .map_err(|e| e.to_string())?
-        .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
     let mut states = HashMap::new();
-    for key in keys {
-        if let Some(bytes) = store.get(&key).await.map_err(|e| e.to_string())? {
-            match serde_json::from_slice::<RuleState>(&bytes) {
-                Ok(s) => {
-                    states.insert(key, s);
-                }
-                Err(e) => tracing::warn!(key, error = %e, "ignoring unreadable alert state"),
+    for (key, bytes) in entries(store, &format!("{pipeline}.")).await? {
+        match serde_json::from_slice::<RuleState>(&bytes) {
+            Ok(s) => {
+                states.insert(key, s);
             }
+            Err(e) => tracing::warn!(key, error = %e, "ignoring unreadable alert state"),
         }
     }
     Ok(states)

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use futures::TryStreamExt as _;
 
 pub use crate::observe::Member;
 use crate::observe::Stats;
@@ -86,23 +85,9 @@ pub async fn leave(store: &kv::Store, pipeline: &str, worker: &str) -> Result<()
 /// # Errors
 /// The NATS error as text.
 pub async fn list(store: &kv::Store, pipeline: &str) -> Result<Vec<Member>, String> {
-    let prefix = format!("{pipeline}.");
-    let keys: Vec<String> = store
-        .keys()
-        .await
-        .map_err(|e| e.to_string())?
-        .try_filter(|k| futures::future::ready(k.starts_with(&prefix)))
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut members = Vec::new();
-    for k in keys {
-        if let Some(bytes) = store.get(&k).await.map_err(|e| e.to_string())?
-            && let Ok(m) = serde_json::from_slice::<Member>(&bytes)
-        {
-            members.push(m);
-        }
-    }
+    let entries = crate::sink::state::entries(store, &format!("{pipeline}.")).await?;
+    let mut members: Vec<Member> =
+        entries.into_iter().filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok()).collect();
     members.sort_by(|a, b| a.worker.cmp(&b.worker));
     Ok(members)
 }
