@@ -44,18 +44,28 @@ pub fn push_escaped(out: &mut String, token: &str) {
 /// # Errors
 /// The NATS error as text.
 pub async fn open(js: &jetstream::Context, bucket: &str, replicas: usize) -> Result<kv::Store, String> {
-    match js.get_key_value(bucket).await {
+    open_or_create(
+        js,
+        kv::Config {
+            bucket: bucket.to_owned(),
+            description: "Stator alert state per pipeline, rule and key".into(),
+            history: 1,
+            num_replicas: replicas.max(1),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Opens bucket `config.bucket`, creating it with `config` when it is missing (an existing
+/// one is used as it is).
+///
+/// # Errors
+/// The NATS error as text.
+pub async fn open_or_create(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, String> {
+    match js.get_key_value(&config.bucket).await {
         Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: bucket.to_owned(),
-                description: "Stator alert state per pipeline, rule and key".into(),
-                history: 1,
-                num_replicas: replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string()),
+        Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
     }
 }
 

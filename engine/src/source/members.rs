@@ -47,20 +47,15 @@ fn key(pipeline: &str, worker: &str) -> String {
 /// # Errors
 /// The NATS error as text.
 pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<kv::Store, String> {
-    match js.get_key_value(BUCKET).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: BUCKET.to_owned(),
-                description: "Stator workers per pipeline, announced every 2 s".into(),
-                history: 1,
-                max_age: FORGET_AFTER,
-                num_replicas: replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string()),
-    }
+    let config = kv::Config {
+        bucket: BUCKET.to_owned(),
+        description: "Stator workers per pipeline, announced every 2 s".into(),
+        history: 1,
+        max_age: FORGET_AFTER,
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    };
+    crate::sink::state::open_or_create(js, config).await
 }
 
 /// Announces `member` as a worker of `pipeline`.
