@@ -41,6 +41,9 @@ struct Measured {
     peak_kb: u64,
     latencies_ms: Vec<i64>,
     live_rate: f64,
+    /// The worker's own part (window close to PubAck): p50 and p99, seconds, from its
+    /// `stator_alert_publish_seconds` histogram.
+    publish: Option<(f64, f64)>,
 }
 
 fn main() {
@@ -63,8 +66,8 @@ fn main() {
         return;
     }
     let mut t = String::from(
-        "| machines | backlog (readings) | catch-up (msg/s) | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| machines | backlog (readings) | catch-up (msg/s) | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 | window close → PubAck p50 | p99 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for m in &results {
         let mut l = m.latencies_ms.clone();
@@ -74,8 +77,10 @@ fn main() {
                 .map_or("-".into(), |v| format!("{:.2} s", *v as f64 / 1000.0))
         };
         let live = |s: String| if m.live_rate > 0.0 { s } else { "-".into() };
+        let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
+        let (p50, p99) = m.publish.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
         t += &format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} |\n",
             m.machines,
             m.backlog,
             m.backlog as f64 / m.catch_up.as_secs_f64(),
@@ -144,8 +149,9 @@ async fn run(size: &Size) -> Measured {
     let total = (size.backlog_s * size.machines) as u64;
 
     let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
+    let listen = format!("127.0.0.1:{}", stator::nats_server::free_port().expect("port"));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
-        .args(["run", LINE_HEALTH])
+        .args(["run", "--listen", &listen, LINE_HEALTH])
         .env("NATS_URL", server.url())
         .env("STATOR_ARCHIVE", dir.path().join("archive"))
         .env("RUST_LOG", "warn")
@@ -219,6 +225,7 @@ async fn run(size: &Size) -> Measured {
         latencies_ms.extend(latency(&msg, live_start));
     }
     let live_rate = if size.live_s == 0 { 0.0 } else { sent as f64 / size.live_s as f64 };
+    let publish = if size.live_s == 0 { None } else { publish_quantiles(&listen).await };
     let (live_rss_kb, peak_kb) = memory(pid);
     eprintln!(
         "{} machines: live {live_rate:.0} msg/s, {} alerts, RSS {} (peak {})",
@@ -240,5 +247,42 @@ async fn run(size: &Size) -> Measured {
         peak_kb,
         latencies_ms,
         live_rate,
+        publish,
     }
+}
+
+/// p50 and p99 of the worker's `stator_alert_publish_seconds` histogram, read from its
+/// `/metrics` at `listen`, interpolated within buckets as Prometheus' `histogram_quantile`.
+async fn publish_quantiles(listen: &str) -> Option<(f64, f64)> {
+    let text = reqwest::get(format!("http://{listen}/metrics")).await.ok()?.text().await.ok()?;
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("stator_alert_publish_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((bound, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let target = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(bound, count) in &buckets {
+            if count >= target {
+                if bound.is_infinite() {
+                    return lower;
+                }
+                return lower + (bound - lower) * (target - below) / (count - below).max(f64::MIN_POSITIVE);
+            }
+            (lower, below) = (bound, count);
+        }
+        lower
+    };
+    Some((quantile(0.5), quantile(0.99)))
 }

@@ -69,6 +69,12 @@ async fn metrics_follow_the_traffic_and_status_shows_the_alerts() {
     assert_eq!(sample(&m, &series("stator_window_close_latency_seconds_count")), Some(2.0));
     assert_eq!(sample(&m, &series("stator_alerts_published_total")), Some(2.0), "raised, then cleared");
     assert_eq!(sample(&m, &series("stator_alert_latency_seconds_count")), Some(2.0));
+    // The worker's own part of each: from the window's close to the PubAck, well under the
+    // event-time latency (which includes the 2 s lateness and the wait for the next reading).
+    assert_eq!(sample(&m, &series("stator_alert_publish_seconds_count")), Some(2.0));
+    let own = sample(&m, &series("stator_alert_publish_seconds_sum")).unwrap();
+    let whole = sample(&m, &series("stator_alert_latency_seconds_sum")).unwrap();
+    assert!(own > 0.0 && own < whole, "close to PubAck {own} s of {whole} s");
     // The newest watermark is the newest reading (t = 23 s) less the 2 s lateness.
     wait_for_sample(&worker, &series("stator_watermark_lag_seconds"), |v| v > 0.0).await;
     let lag = sample(&scrape(&worker).await, &series("stator_watermark_lag_seconds")).unwrap();

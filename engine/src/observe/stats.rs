@@ -59,10 +59,11 @@ impl Make for Seconds {
 }
 
 impl Make for Histogram {
-    /// 5 ms to ~45 min, doubling: covers a commit to an object store and an alert raised on a
-    /// 10-minute window with its lateness.
+    /// 0.5 ms to ~70 min, doubling: covers the worker's own part of an alert (window close to
+    /// PubAck, milliseconds), a commit to an object store, and an alert raised on a 10-minute
+    /// window with its lateness.
     fn make() -> Self {
-        Histogram::new(exponential_buckets(0.005, 2.0, 20))
+        Histogram::new(exponential_buckets(0.0005, 2.0, 24))
     }
 }
 
@@ -251,6 +252,10 @@ pipeline_metrics! {
     window_close_latency: Histogram = "window_close_latency_seconds",
     /// Event time (window end) to the server's PubAck of the alert transition, seconds.
     alert_latency: Histogram = "alert_latency_seconds",
+    /// The worker's own part of an alert's latency: from the moment it closed the window (its
+    /// watermark past the window's end plus the allowed lateness) to the server's PubAck of
+    /// the alert transition, seconds.
+    alert_publish_latency: Histogram = "alert_publish_seconds",
     /// Time to commit one archive file to the object store (retries included), seconds.
     archive_commit_latency: Histogram = "archive_commit_seconds",
     /// KV revision of the newest machine config in force (0: none).

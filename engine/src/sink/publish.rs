@@ -26,6 +26,8 @@ pub struct Outbound {
     pub payload: Bytes,
     /// Event time it speaks for (a window's end), Unix ms; 0 when none.
     pub event_ms: i64,
+    /// When the worker made it (closed its window), for the latency of its own part.
+    pub made: Option<std::time::Instant>,
 }
 
 /// Publishes outputs, remembering which subjects a stream captures.

@@ -176,6 +176,9 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
             Ok(false) => {
                 Stats::add(&stats.alerts_published, 1);
                 stats.alert_latency.observe(seconds_since(out.event_ms));
+                if let Some(made) = out.made {
+                    stats.alert_publish_latency.observe(made.elapsed().as_secs_f64());
+                }
                 stats.alert_confirmed(&out.subject, &out.payload);
             }
             Err(_) => return false,

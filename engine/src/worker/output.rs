@@ -103,6 +103,7 @@ pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64
         headers,
         payload: Bytes::from(serde_json::to_vec(&event).unwrap_or_default()),
         event_ms: w.end_ms,
+        made: None,
     }
 }
 
@@ -140,6 +141,7 @@ pub fn dead_letter(
         headers,
         payload,
         event_ms: 0,
+        made: None,
     }
 }
 
@@ -214,5 +216,6 @@ pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w
         headers: HeaderMap::new(),
         payload: Bytes::from(body.to_string()),
         event_ms: w.end_ms,
+        made: None,
     }
 }

@@ -99,7 +99,7 @@ impl Worker {
                 != (state.level, state.streak, state.streak_up, state.streak_level);
             let encoded = changed.then(|| state::encode(state));
             if let Some(t) = transition {
-                let out = output::alert(&pipeline, rule, w, value, t);
+                let out = crate::sink::Outbound { made: Some(now), ..output::alert(&pipeline, rule, w, value, t) };
                 if let Some(sink) = self.archive.as_mut().filter(|_| archived) {
                     let row = archive::AlertRow {
                         at: at(out.msg_id.clone()),
