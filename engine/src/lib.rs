@@ -10,6 +10,7 @@ pub mod config;
 pub mod features;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod kv;
 pub mod machine;
 pub mod observe;
 pub mod query;

@@ -38,7 +38,7 @@ pub fn worker_id() -> String {
 
 fn key(pipeline: &str, worker: &str) -> String {
     let mut key = format!("{pipeline}.");
-    crate::sink::state::push_escaped(&mut key, worker);
+    crate::kv::push_escaped(&mut key, worker);
     key
 }
 
@@ -55,7 +55,7 @@ pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<kv::Store,
         num_replicas: replicas.max(1),
         ..Default::default()
     };
-    crate::sink::state::open_or_create(js, config).await
+    crate::kv::open_or_create(js, config).await
 }
 
 /// Announces `member` as a worker of `pipeline`.
@@ -80,7 +80,7 @@ pub async fn leave(store: &kv::Store, pipeline: &str, worker: &str) -> Result<()
 /// # Errors
 /// The NATS error as text.
 pub async fn list(store: &kv::Store, pipeline: &str) -> Result<Vec<Member>, String> {
-    let entries = crate::sink::state::entries(store, &format!("{pipeline}.")).await?;
+    let entries = crate::kv::entries(store, &format!("{pipeline}.")).await?;
     let mut members: Vec<Member> =
         entries.into_iter().filter_map(|(_, bytes)| serde_json::from_slice(&bytes).ok()).collect();
     members.sort_by(|a, b| a.worker.cmp(&b.worker));
