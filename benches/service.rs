@@ -36,6 +36,8 @@ struct Measured {
     machines: usize,
     backlog: u64,
     catch_up: Duration,
+    /// The same backlog drained by a bare durable pull consumer with the pipeline's filter.
+    raw: Duration,
     peak_catch_up_kb: u64,
     live_rss_kb: u64,
     peak_kb: u64,
@@ -66,8 +68,8 @@ fn main() {
         return;
     }
     let mut t = String::from(
-        "| machines | backlog (readings) | catch-up (msg/s) | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 | window close → PubAck p50 | p99 |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| machines | backlog (readings) | catch-up (msg/s) | raw consumer, same filter (msg/s) | catch-up / raw | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 | window close → PubAck p50 | p99 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for m in &results {
         let mut l = m.latencies_ms.clone();
@@ -80,10 +82,12 @@ fn main() {
         let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
         let (p50, p99) = m.publish.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
         t += &format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} |\n",
+            "| {} | {} | {:.0} | {:.0} | **{:.2}** | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} |\n",
             m.machines,
             m.backlog,
             m.backlog as f64 / m.catch_up.as_secs_f64(),
+            m.backlog as f64 / m.raw.as_secs_f64(),
+            m.raw.as_secs_f64() / m.catch_up.as_secs_f64(),
             mb(m.peak_catch_up_kb),
             live(mb(m.live_rss_kb)),
             mb(m.peak_kb),
@@ -148,6 +152,7 @@ async fn run(size: &Size) -> Measured {
     plant::publish_all(&js, backlog).await;
     let total = (size.backlog_s * size.machines) as u64;
 
+    let raw = raw_catch_up(&js, total).await;
     let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
     let listen = format!("127.0.0.1:{}", stator::nats_server::free_port().expect("port"));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
@@ -181,7 +186,7 @@ async fn run(size: &Size) -> Measured {
     let catch_up = started.elapsed();
     let (_, peak_catch_up_kb) = memory(pid);
     eprintln!(
-        "{} machines: caught up with {total} readings in {catch_up:.1?}, peak RSS {}",
+        "{} machines: caught up with {total} readings in {catch_up:.1?} (a bare consumer: {raw:.1?}), peak RSS {}",
         size.machines,
         mb(peak_catch_up_kb)
     );
@@ -242,6 +247,7 @@ async fn run(size: &Size) -> Measured {
         machines: size.machines,
         backlog: total,
         catch_up,
+        raw,
         peak_catch_up_kb,
         live_rss_kb,
         peak_kb,
@@ -249,6 +255,33 @@ async fn run(size: &Size) -> Measured {
         live_rate,
         publish,
     }
+}
+
+/// The ceiling for the catch-up: a bare durable pull consumer with the pipeline's readings
+/// filter (`acme.*.*.*.*.*.vibration.rms`), batches of 500, an ack per message, until it has
+/// received the whole backlog. Removed afterwards.
+async fn raw_catch_up(js: &jetstream::Context, total: u64) -> Duration {
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("bench-raw".into()),
+            filter_subject: "acme.*.*.*.*.*.vibration.rms".into(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let start = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
+    for _ in 0..total {
+        let msg = messages.next().await.expect("message").expect("message ok");
+        msg.ack().await.expect("ack");
+    }
+    let elapsed = start.elapsed();
+    drop(messages);
+    stream.delete_consumer("bench-raw").await.expect("delete the raw consumer");
+    elapsed
 }
 
 /// p50 and p99 of the worker's `stator_alert_publish_seconds` histogram, read from its

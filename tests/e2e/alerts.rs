@@ -111,3 +111,38 @@ async fn every_alert_has_a_deterministic_message_id() {
     assert_eq!(ids["critical"], format!("test-rms.vibration-rms.berlin.press-7.{}.critical", T0 + 10_000));
     assert_eq!(ids["cleared"], format!("test-rms.vibration-rms.berlin.press-7.{}.cleared", T0 + 30_000));
 }
+
+/// Outputs are published without waiting for each PubAck, but a subject's messages land in
+/// the order given, and a repeat (same `Nats-Msg-Id`) is reported as a duplicate.
+#[tokio::test]
+async fn outputs_published_together_keep_each_subjects_order_and_report_repeats() {
+    use stator_engine::sink::{Outbound, Publisher};
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let out = |machine: &str, n: u32| Outbound {
+        subject: format!("acme.munich.alert.vibration.{machine}"),
+        msg_id: format!("{machine}-{n}"),
+        headers: async_nats::HeaderMap::new(),
+        payload: bytes::Bytes::from(format!("{machine}-{n}")),
+        event_ms: 0,
+        made: None,
+    };
+    let outs: Vec<Outbound> =
+        (0..5).flat_map(|n| [out("cnc-001", n), out("cnc-002", n), out("cnc-001", n + 10)]).collect();
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    let mut publisher = Publisher::new(js.clone());
+    assert_eq!(publisher.publish_all(&outs, &stop).await.expect("published"), vec![false; outs.len()]);
+    let stored = stator::plant::read_stream(&js, "ALERTS", None).await.expect("ALERTS");
+    for machine in ["cnc-001", "cnc-002"] {
+        let got: Vec<String> = stored
+            .iter()
+            .filter(|m| m.subject.ends_with(machine))
+            .map(|m| String::from_utf8(m.payload.to_vec()).expect("utf-8"))
+            .collect();
+        let want: Vec<String> =
+            outs.iter().filter(|o| o.subject.ends_with(machine)).map(|o| o.msg_id.clone()).collect();
+        assert_eq!(got, want, "{machine} in order");
+    }
+    let again = publisher.publish_all(&outs[..4], &stop).await.expect("published");
+    assert_eq!(again, vec![true; 4], "repeats are reported as duplicates");
+}

@@ -138,7 +138,51 @@ impl Publisher {
         }
     }
 
-    async fn try_publish(&mut self, out: &Outbound) -> Result<bool, Failure> {
+    /// Publishes `outs` like [`Publisher::publish`], in order per subject, without waiting for
+    /// each PubAck before sending the next: in rounds in which no subject appears twice, every
+    /// message of a round is sent, then their PubAcks awaited; one not confirmed is published
+    /// again (with retries) before the next round, so a subject's messages stay in order. The
+    /// duplicate flag of each, in order.
+    ///
+    /// # Errors
+    /// [`ShuttingDown`] when `stop` turned true first.
+    pub async fn publish_all(
+        &mut self,
+        outs: &[Outbound],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<bool>, ShuttingDown> {
+        let mut duplicate = vec![false; outs.len()];
+        let mut left: Vec<usize> = (0..outs.len()).collect();
+        while !left.is_empty() {
+            let mut subjects = std::collections::HashSet::new();
+            let (round, later): (Vec<usize>, Vec<usize>) =
+                left.iter().partition(|&&i| subjects.insert(outs[i].subject.as_str()));
+            let mut sent = Vec::with_capacity(round.len());
+            for &i in &round {
+                sent.push((i, self.send(&outs[i]).await));
+            }
+            for (i, ack) in sent {
+                let confirmed = match ack {
+                    Ok(Some(ack)) => ack.await.ok().map(|a| a.duplicate),
+                    Ok(None) => Some(false),
+                    Err(_) => None,
+                };
+                duplicate[i] = match confirmed {
+                    Some(d) => d,
+                    None => self.publish(&outs[i], stop).await?,
+                };
+            }
+            left = later;
+        }
+        if !outs.is_empty() {
+            self.stats.outputs_available.set(1);
+        }
+        Ok(duplicate)
+    }
+
+    /// Sends `out` without waiting for its PubAck: `Some(ack)` to await for a captured subject,
+    /// `None` when it was published (and flushed) without persistence.
+    async fn send(&mut self, out: &Outbound) -> Result<Option<jetstream::context::PublishAckFuture>, Failure> {
         let unconfirmed = |e: String| Failure::Unconfirmed(e);
         if self.is_captured(&out.subject).await.map_err(unconfirmed)? {
             let msg = PublishMessage::build()
@@ -146,18 +190,27 @@ impl Publisher {
                 .message_id(&out.msg_id)
                 .payload(out.payload.clone());
             let ack = self.js.send_publish(out.subject.clone(), msg).await.map_err(|e| Failure::of(&e))?;
-            let ack = ack.await.map_err(|e| Failure::of(&e))?;
-            Ok(ack.duplicate)
+            Ok(Some(ack))
         } else {
-            let client = self.js.client();
-            let mut headers = out.headers.clone();
-            headers.insert("Nats-Msg-Id", out.msg_id.as_str());
-            client
-                .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
-                .await
-                .map_err(|e| unconfirmed(e.to_string()))?;
-            client.flush().await.map_err(|e| unconfirmed(e.to_string()))?;
-            Ok(false)
+            self.publish_uncaptured(out).await.map(|()| None)
+        }
+    }
+
+    async fn publish_uncaptured(&mut self, out: &Outbound) -> Result<(), Failure> {
+        let client = self.js.client();
+        let mut headers = out.headers.clone();
+        headers.insert("Nats-Msg-Id", out.msg_id.as_str());
+        client
+            .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
+            .await
+            .map_err(|e| Failure::Unconfirmed(e.to_string()))?;
+        client.flush().await.map_err(|e| Failure::Unconfirmed(e.to_string()))
+    }
+
+    async fn try_publish(&mut self, out: &Outbound) -> Result<bool, Failure> {
+        match self.send(out).await? {
+            Some(ack) => Ok(ack.await.map_err(|e| Failure::of(&e))?.duplicate),
+            None => Ok(false),
         }
     }
 

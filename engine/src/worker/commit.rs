@@ -170,19 +170,18 @@ pub(crate) async fn run(
 
 async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stats: &Stats) -> bool {
     let Sinks { publisher, js, store, archive, awaiting } = sinks;
-    for out in &c.alerts {
-        match publisher.publish(out, abort).await {
-            Ok(true) => Stats::add(&stats.alerts_duplicate, 1),
-            Ok(false) => {
-                Stats::add(&stats.alerts_published, 1);
-                stats.alert_latency.observe(seconds_since(out.event_ms));
-                if let Some(made) = out.made {
-                    stats.alert_publish_latency.observe(made.elapsed().as_secs_f64());
-                }
-                stats.alert_confirmed(&out.subject, &out.payload);
-            }
-            Err(_) => return false,
+    let Ok(duplicates) = publisher.publish_all(&c.alerts, abort).await else { return false };
+    for (out, duplicate) in c.alerts.iter().zip(duplicates) {
+        if duplicate {
+            Stats::add(&stats.alerts_duplicate, 1);
+            continue;
         }
+        Stats::add(&stats.alerts_published, 1);
+        stats.alert_latency.observe(seconds_since(out.event_ms));
+        if let Some(made) = out.made {
+            stats.alert_publish_latency.observe(made.elapsed().as_secs_f64());
+        }
+        stats.alert_confirmed(&out.subject, &out.payload);
     }
     for roll in c.files {
         let Some(writer) = archive.as_mut() else { continue };
@@ -213,18 +212,14 @@ async fn apply(c: Commit, sinks: &mut Sinks, abort: &watch::Receiver<bool>, stat
             }
         }
     }
-    for out in &c.features {
-        if publisher.publish(out, abort).await.is_err() {
-            return false;
-        }
-        Stats::add(&stats.features_published, 1);
+    if publisher.publish_all(&c.features, abort).await.is_err() {
+        return false;
     }
-    for out in &c.dead_letters {
-        if publisher.publish(out, abort).await.is_err() {
-            return false;
-        }
-        Stats::add(&stats.dead_letters, 1);
+    Stats::add(&stats.features_published, c.features.len() as u64);
+    if publisher.publish_all(&c.dead_letters, abort).await.is_err() {
+        return false;
     }
+    Stats::add(&stats.dead_letters, c.dead_letters.len() as u64);
     for (key, value) in &c.states {
         let mut backoff = Duration::from_millis(50);
         while let Err(e) = store.put(key, value.clone()).await {
