@@ -35,6 +35,9 @@ pub struct Outbound {
 pub struct Publisher {
     js: jetstream::Context,
     captured: HashMap<String, (bool, std::time::Instant)>,
+    /// The subjects of the streams found capturing an output: an output subject they match
+    /// is known captured without asking the server (alert subjects differ per machine).
+    capturing: Vec<String>,
     stats: Arc<Stats>,
 }
 
@@ -89,7 +92,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl Publisher {
     /// A publisher over `js`.
     pub fn new(js: jetstream::Context) -> Self {
-        Self { js, captured: HashMap::new(), stats: Arc::new(Stats::default()) }
+        Self { js, captured: HashMap::new(), capturing: Vec::new(), stats: Arc::new(Stats::default()) }
     }
 
     /// Reports on `stats`: `outputs_available` (1, or 0 while publishing fails and is
@@ -220,13 +223,21 @@ impl Publisher {
         {
             return Ok(*c);
         }
+        if self.capturing.iter().any(|f| crate::subject::matches(f, subject)) {
+            return Ok(true);
+        }
         // A cluster's view of a just-created stream can lag: ask twice before concluding
         // that nothing captures the subject.
         let mut captured = false;
         for attempt in 0..2 {
             match self.js.stream_by_subject(subject).await {
-                Ok(_) => {
+                Ok(name) => {
                     captured = true;
+                    if let Ok(mut stream) = self.js.get_stream(&name).await
+                        && let Ok(info) = stream.info().await
+                    {
+                        self.capturing.extend(info.config.subjects.iter().cloned());
+                    }
                     break;
                 }
                 Err(e) if matches!(e.kind(), jetstream::context::GetStreamByNameErrorKind::NotFound) => {
