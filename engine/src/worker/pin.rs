@@ -96,7 +96,14 @@ impl Worker {
             Ok(Ok(info)) => Some(info),
             _ => None,
         };
+        // With another worker on the roll, the previous pinned one may hold messages that the
+        // counts of a consumer whose leader just moved do not show yet: always wait for them.
+        let others = match &self.roll {
+            Some(roll) => roll.others().await,
+            None => true,
+        };
         let left = pin.redelivered
+            || others
             || info.as_ref().is_none_or(|info| {
                 let since_pin = info.delivered.consumer_sequence.saturating_sub(pin.first) + 1;
                 info.num_ack_pending as u64 > since_pin
