@@ -15,10 +15,9 @@ mod plant;
 #[path = "report/mod.rs"]
 mod report;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
-use futures::StreamExt;
+use async_nats::jetstream::{self, message::PublishMessage};
 use stator::nats_server::NatsServer;
 
 const RMS: &str = "acme.*.*.*.*.*.vibration.rms";
@@ -80,20 +79,6 @@ async fn run(machines: usize, seconds: usize) -> (u64, (u64, Duration), (u64, Du
 
 /// Reads `expect` messages through a new durable consumer with `filters`, acking each.
 async fn consume(js: &jetstream::Context, name: &str, filters: Vec<String>, expect: u64) -> (u64, Duration) {
-    let stream = js.get_stream("TELEMETRY").await.expect("stream");
-    let mut config = pull::Config { durable_name: Some(name.into()), max_ack_pending: 100_000, ..Default::default() };
-    match &filters[..] {
-        [one] => config.filter_subject = one.clone(),
-        _ => config.filter_subjects = filters,
-    }
-    let consumer: jetstream::consumer::PullConsumer = stream.create_consumer(config).await.expect("consumer");
-    let started = Instant::now();
-    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
-    let mut n = 0;
-    while n < expect {
-        let msg = messages.next().await.expect("a message").expect("no error");
-        msg.ack().await.expect("ack");
-        n += 1;
-    }
-    (n, started.elapsed())
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    (expect, plant::raw_drain(js, name, &filters, expect).await)
 }

@@ -18,8 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
-use futures::StreamExt;
+use async_nats::jetstream::{self, message::PublishMessage};
 use stator::nats_server::NatsServer;
 use stator_engine::config;
 use stator_engine::worker::{self, RunMode, Stats};
@@ -128,24 +127,9 @@ async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usiz
 
 /// (a): fetch in batches of 500 and ack every message; done when the ack floor is at the end.
 async fn raw_consumer(js: &jetstream::Context, total: u64) -> Duration {
-    let stream = js.get_stream("TELEMETRY").await.expect("stream");
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("bench-raw".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            max_ack_pending: 100_000,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
     let start = Instant::now();
-    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
-    let mut seen = 0u64;
-    while seen < total {
-        let msg = messages.next().await.expect("message").expect("message ok");
-        msg.ack().await.expect("ack");
-        seen += 1;
-    }
+    plant::raw_drain(js, "bench-raw", &[], total).await;
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
     wait_acked(&stream, "bench-raw", total).await;
     start.elapsed()
 }

@@ -261,25 +261,8 @@ async fn run(size: &Size) -> Measured {
 /// filter (`acme.*.*.*.*.*.vibration.rms`), batches of 500, an ack per message, until it has
 /// received the whole backlog. Removed afterwards.
 async fn raw_catch_up(js: &jetstream::Context, total: u64) -> Duration {
+    let elapsed = plant::raw_drain(js, "bench-raw", &["acme.*.*.*.*.*.vibration.rms"], total).await;
     let stream = js.get_stream("TELEMETRY").await.expect("stream");
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            durable_name: Some("bench-raw".into()),
-            filter_subject: "acme.*.*.*.*.*.vibration.rms".into(),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            max_ack_pending: 100_000,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let start = Instant::now();
-    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
-    for _ in 0..total {
-        let msg = messages.next().await.expect("message").expect("message ok");
-        msg.ack().await.expect("ack");
-    }
-    let elapsed = start.elapsed();
-    drop(messages);
     stream.delete_consumer("bench-raw").await.expect("delete the raw consumer");
     elapsed
 }

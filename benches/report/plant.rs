@@ -2,9 +2,11 @@
 //! in the shape the reference articles give (`acme.{site}.{area}.{line}.{machine}.spindle.vibration.rms`).
 
 use std::future::IntoFuture;
+use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
 use bytes::Bytes;
+use futures::StreamExt;
 
 /// Machine `m`'s reading at `t_ms` (Unix ms): its subject (spread over `sites` sites and ten
 /// lines) and JSON payload.
@@ -27,4 +29,30 @@ pub(crate) async fn publish_all(js: &jetstream::Context, msgs: impl Iterator<Ite
         }
     }
     futures::future::try_join_all(pending).await.expect("pubacks");
+}
+
+/// The ceiling a pipeline is compared with: a bare durable pull consumer `durable` on
+/// TELEMETRY (with `filters`; none: the whole stream), fetching batches of 500 and acking
+/// every message, until it has received `total`. The time that took.
+pub(crate) async fn raw_drain(js: &jetstream::Context, durable: &str, filters: &[&str], total: u64) -> Duration {
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    let mut config = pull::Config {
+        durable_name: Some(durable.into()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        max_ack_pending: 100_000,
+        ..Default::default()
+    };
+    match filters {
+        [] => {}
+        [one] => config.filter_subject = (*one).to_owned(),
+        many => config.filter_subjects = many.iter().map(|f| (*f).to_owned()).collect(),
+    }
+    let consumer: jetstream::consumer::PullConsumer = stream.create_consumer(config).await.expect("consumer");
+    let start = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
+    for _ in 0..total {
+        let msg = messages.next().await.expect("message").expect("message ok");
+        msg.ack().await.expect("ack");
+    }
+    start.elapsed()
 }

@@ -60,18 +60,19 @@ impl Worker {
         for (i, item) in chunk {
             let Some(Ok(msg)) = item else { continue };
             let Some(id) = pin_of(msg) else { continue };
-            let Ok(info) = msg.info() else { continue };
-            if let Some(p) = found.iter_mut().find(|p| p.consumer == *i) {
-                p.redelivered |= info.delivered > 1;
+            // The steady state, every message: the pin this worker holds. Nothing to parse.
+            if self.pins.get(*i).and_then(Option::as_ref).is_some_and(|h| h.id == id) {
                 continue;
             }
-            if self.pins.get(*i).and_then(Option::as_ref).is_none_or(|h| h.id != id) {
-                found.push(NewPin {
+            let Ok(info) = msg.info() else { continue };
+            match found.iter_mut().find(|p| p.consumer == *i) {
+                Some(p) => p.redelivered |= info.delivered > 1,
+                None => found.push(NewPin {
                     consumer: *i,
                     id: id.to_owned(),
                     first: info.consumer_sequence,
                     redelivered: info.delivered > 1,
-                });
+                }),
             }
         }
         found
