@@ -20,14 +20,19 @@ pub fn push_escaped(out: &mut String, token: &str) {
 }
 
 /// Opens bucket `config.bucket`, creating it with `config` when it is missing (an existing
-/// one is used as it is).
+/// one is used as it is, also one another worker created at the same moment).
 ///
 /// # Errors
 /// The NATS error as text.
 pub async fn open_or_create(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, String> {
-    match js.get_key_value(&config.bucket).await {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let bucket = config.bucket.clone();
+    match js.create_key_value(config).await {
         Ok(store) => Ok(store),
-        Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
+        // Several workers starting together: another one created it first.
+        Err(e) => js.get_key_value(&bucket).await.map_err(|_| e.to_string()),
     }
 }
 
