@@ -27,6 +27,7 @@ bench:
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench ingest
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench service
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench filters
+	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench scale
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench analysis
 	STATOR_BENCH_WRITE=1 $(CARGO) bench --bench archive
 	$(CARGO) bench --bench kernels

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use futures::TryStreamExt as _;
 use stator_engine::config::Pipeline;
-use stator_engine::observe::{PipelineStatus, RecentAlert};
+use stator_engine::observe::{PartitionStatus, PipelineStatus, RecentAlert};
+use stator_engine::source::partitions;
 
 /// Alerts shown per pipeline.
 const RECENT: usize = 10;
@@ -36,25 +37,46 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
         .with_context(|| format!("connecting to {}", pipeline.source.url))?;
     let js = jetstream::new(client);
     let source = &pipeline.source;
-    let stream = js.get_stream(&source.stream).await.with_context(|| format!("stream `{}`", source.stream))?;
-    // One consumer per filter subject when the pipeline has several: add them up.
-    let specs = stator_engine::source::specs_in_use(&stream, pipeline).await?;
+    let workers = workers(&js, pipeline).await;
+    let (stream_name, specs) = if source.partitions > 1 {
+        // A partitioned pipeline's consumers are on the stream derived from the source.
+        let name = partitions::stream_name(pipeline);
+        (name, (0..source.partitions).map(|p| partitions::durable(pipeline, p)).collect::<Vec<_>>())
+    } else {
+        let stream = js.get_stream(&source.stream).await.with_context(|| format!("stream `{}`", source.stream))?;
+        // One consumer per filter subject when the pipeline has several: add them up.
+        let specs = stator_engine::source::specs_in_use(&stream, pipeline).await?;
+        (source.stream.clone(), specs.into_iter().map(|c| c.durable).collect())
+    };
+    let stream = js.get_stream(&stream_name).await.with_context(|| format!("stream `{stream_name}`"))?;
     let mut lag = stator_engine::source::Lag::new();
-    for c in &specs {
+    let mut parts = Vec::new();
+    for durable in &specs {
         let info = stream
-            .consumer_info(&c.durable)
+            .consumer_info(durable)
             .await
-            .with_context(|| format!("consumer `{}` of stream `{}`", c.durable, source.stream))?;
+            .with_context(|| format!("consumer `{durable}` of stream `{stream_name}`"))?;
         lag.add(&info);
+        if source.partitions > 1 {
+            // The pinned worker, or the one running the partition (pinned with its next
+            // delivery).
+            let worker = workers
+                .iter()
+                .find(|w| w.pinned.contains(durable))
+                .or_else(|| workers.iter().find(|w| w.consumers.contains(durable)))
+                .map(|w| w.worker.clone());
+            parts.push(PartitionStatus {
+                consumer: durable.clone(),
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+                worker,
+            });
+        }
     }
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let durables: Vec<&str> = specs.iter().map(|c| c.durable.as_str()).collect();
     Ok(PipelineStatus {
         pipeline: pipeline.name.clone(),
-        source: Some(stator_engine::observe::SourceInfo {
-            stream: source.stream.clone(),
-            durable: durables.join(", "),
-        }),
+        source: Some(stator_engine::observe::SourceInfo { stream: stream_name, durable: specs.join(", ") }),
         fetched: lag.delivered,
         acked: lag.ack_floor,
         dead_letters: 0,
@@ -65,7 +87,8 @@ pub async fn from_jetstream(pipeline: &Pipeline) -> anyhow::Result<PipelineStatu
         ack_floor: gauge(lag.ack_floor),
         watermark_lag_s: f64::NAN,
         recent_alerts: recent_alerts(&js, pipeline).await?,
-        workers: workers(&js, pipeline).await,
+        workers,
+        partitions: parts,
     })
 }
 
@@ -132,6 +155,14 @@ pub fn render(statuses: &[PipelineStatus]) -> String {
                 pinned => format!("active on {}", pinned.join(", ")),
             };
             let _ = writeln!(out, "  worker {}: {role} | fetched {} | started {}", w.worker, w.fetched, w.started);
+        }
+        for p in &s.partitions {
+            let on = p.worker.as_deref().map_or("no worker".to_owned(), |w| format!("on {w}"));
+            let _ = writeln!(
+                out,
+                "  partition {}: {on} | {} not yet delivered, {} delivered and not acknowledged",
+                p.consumer, p.pending, p.ack_pending
+            );
         }
         if s.watermark_lag_s.is_finite() {
             let _ = writeln!(

@@ -140,6 +140,74 @@ impl SubjectTemplate {
         self.names.iter().position(|n| n == name)
     }
 
+    /// The token position of field `name` when it is one token (not the last field, which
+    /// takes the remaining tokens).
+    pub fn token_of(&self, name: &str) -> Option<usize> {
+        let i = self.parts.iter().position(|p| matches!(p, Part::Field(f) if f == name))?;
+        (i + 1 < self.parts.len()).then_some(i)
+    }
+
+    /// The filter matching every subject of the template: `*` for each field, `>` for the
+    /// last one (it may span tokens).
+    pub fn filter(&self) -> String {
+        let last = self.parts.len() - 1;
+        let tokens: Vec<&str> = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Part::Literal(l) => l.as_str(),
+                Part::Field(_) if i == last => ">",
+                Part::Field(_) => "*",
+            })
+            .collect();
+        tokens.join(".")
+    }
+
+    /// The subject a stream's transform gives a message matching `filter`, to put it under
+    /// its partition (of `n`) by the values of the key fields `by`:
+    /// `{{partition(n,<wildcards of by>)}}.<the subject>`, so that every message of one key lands
+    /// in one partition. The error says why `filter` cannot be partitioned so (a field under
+    /// its `>`, or the template's last field, which may span tokens).
+    pub fn partitioned(&self, filter: &str, by: &[String], n: u32) -> Result<String, String> {
+        let tokens: Vec<&str> = filter.split('.').collect();
+        let tail = tokens.iter().position(|t| *t == ">");
+        let mut wildcards = Vec::new();
+        for field in by {
+            let Some(pos) = self.token_of(field) else {
+                return Err(format!(
+                    "`{field}` is the last field of the subject template, which may span tokens; partition by a field before it"
+                ));
+            };
+            if tail.is_some_and(|t| t <= pos) || pos >= tokens.len() {
+                return Err(format!("filter `{filter}` puts `{field}` under its `>`; write that token as `*`"));
+            }
+            if tokens[pos] == "*" {
+                // Wildcards are numbered from 1, in order.
+                wildcards.push(tokens[..=pos].iter().filter(|t| **t == "*").count());
+            }
+        }
+        wildcards.sort_unstable();
+        let prefix = if wildcards.is_empty() {
+            "0".to_owned() // the filter fixes every key field: one partition gets them all
+        } else {
+            let list: Vec<String> = wildcards.iter().map(ToString::to_string).collect();
+            format!("{{{{partition({n},{})}}}}", list.join(","))
+        };
+        let mut dest = vec![prefix];
+        let mut k = 0;
+        for t in &tokens {
+            dest.push(match *t {
+                "*" => {
+                    k += 1;
+                    format!("{{{{wildcard({k})}}}}")
+                }
+                other => other.to_owned(),
+            });
+        }
+        Ok(dest.join("."))
+    }
+
     /// Splits `subject` into field values (in [`Self::field_names`] order), borrowing from it.
     pub fn extract<'s>(&self, subject: &'s str, out: &mut Vec<&'s str>) -> Result<(), SubjectMismatch> {
         out.clear();

@@ -76,4 +76,24 @@ fn validate_says_what_a_pipeline_needs_from_the_server() {
     ] {
         assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
     }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .current_dir(root)
+        .env("NATS_URL", "nats://127.0.0.1:4222")
+        .args(["validate", "--needs", "pipelines/fleet-rms.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needed in [
+        "needs: stream `STATOR_TELEMETRY_fleet-rms` (created when missing): sources `TELEMETRY`",
+        "-> `{{partition(8,1,4)}}.acme.{{wildcard(1)}}.",
+        "work-queue retention",
+        "`TELEMETRY` itself is not changed",
+        "consumers `fleet-rms-p0` to `fleet-rms-p7` on it",
+        "partitioned by site, machine",
+        "up to 8 workers may run this file together",
+    ] {
+        assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
+    }
 }

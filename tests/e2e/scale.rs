@@ -206,6 +206,16 @@ async fn publish_through_elections(js: &async_nats::jetstream::Context, readings
 /// the work goes on, and the outputs are those of one uninterrupted worker.
 #[tokio::test]
 async fn three_workers_on_a_cluster_ride_out_the_loss_of_the_stream_leader() {
+    ride_out_the_loss_of_the_stream_leader(1).await;
+}
+
+/// The same with 3 partitions: all three workers active, each on one.
+#[tokio::test]
+async fn three_partitioned_workers_on_a_cluster_ride_out_the_loss_of_the_stream_leader() {
+    ride_out_the_loss_of_the_stream_leader(3).await;
+}
+
+async fn ride_out_the_loss_of_the_stream_leader(partitions: u32) {
     let mut cluster = TestCluster::start(3).await;
     let js = async_nats::jetstream::new(stator::connect(&cluster.urls()).await.expect("connect"));
     wait_until(Duration::from_secs(30), "R3 streams on the cluster", || async {
@@ -213,17 +223,20 @@ async fn three_workers_on_a_cluster_ride_out_the_loss_of_the_stream_leader() {
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = rms_pipeline("2s", 1, "2s").replace("ack_wait = \"30s\"", "ack_wait = \"13s\"") + &archived(dir.path());
+    let text = rms_pipeline("2s", 1, "2s")
+        .replace("ack_wait = \"30s\"", &format!("ack_wait = \"13s\"\npartitions = {partitions}"))
+        + &archived(dir.path());
     let p = pipeline(&text, &cluster.urls());
     let mut workers = Vec::new();
     for _ in 0..3 {
         workers.push(RunningWorker::start(&p, &cluster.urls(), RunMode::Follow).await);
     }
+    let all_pinned = |workers: &[RunningWorker]| workers.iter().map(|w| pinned(&w.stats)).sum::<i64>();
     let first = readings(0, SECONDS / 2);
     publish_through_elections(&js, &first).await;
-    wait_until(Duration::from_secs(60), "the first half fetched by one pinned worker", || async {
-        workers.iter().map(|w| Stats::get(&w.stats.fetched)).sum::<u64>() >= first.len() as u64
-            && workers.iter().map(|w| pinned(&w.stats)).sum::<i64>() == 1
+    wait_until(Duration::from_secs(60), "the first half fetched, each consumer by one pinned worker", || async {
+        let fetched = workers.iter().map(|w| Stats::get(&w.stats.fetched)).sum::<u64>() >= first.len() as u64;
+        fetched && if partitions > 1 { shared(&p, 3).await } else { all_pinned(&workers) == 1 }
     })
     .await;
 
@@ -236,17 +249,24 @@ async fn three_workers_on_a_cluster_ride_out_the_loss_of_the_stream_leader() {
     cluster.nodes[node].restart().expect("node restarts");
     publish_through_elections(&js, &readings(SECONDS * 3 / 4, SECONDS)).await;
     wait_until(Duration::from_secs(120), "everything processed and acknowledged", || async {
-        let stream = js.get_stream("TELEMETRY").await;
-        let info = match stream {
-            Ok(s) => s.consumer_info("test-rms").await.ok(),
-            Err(_) => None,
+        let done = if partitions > 1 {
+            partitioned_backlog(&js, partitions).await == 0
+        } else {
+            let stream = js.get_stream("TELEMETRY").await;
+            let info = match stream {
+                Ok(s) => s.consumer_info("test-rms").await.ok(),
+                Err(_) => None,
+            };
+            info.is_some_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
         };
-        info.is_some_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
-            && workers.iter().map(|w| pinned(&w.stats)).sum::<i64>() == 1
+        done && if partitions > 1 { shared(&p, 3).await } else { all_pinned(&workers) == 1 }
     })
     .await;
     for w in &workers {
         assert_eq!(Stats::get(&w.stats.late), 0, "nothing taken for late");
+        if partitions == 3 {
+            assert!(Stats::get(&w.stats.fetched) > 0, "each of the three workers did a share");
+        }
     }
     check_outputs(&js, dir.path()).await;
     for w in workers {
@@ -277,7 +297,7 @@ async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_o
             .spawn()
             .expect("stator run")
     };
-    let mut children = vec![start(), start()];
+    let mut children = Children(vec![start(), start()]);
     let first = readings(0, SECONDS / 2);
     publish(&js, &first).await;
 
@@ -294,18 +314,18 @@ async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_o
     })
     .await;
     let pid = active.get().expect("active pid");
-    let killed = children.iter().position(|c| c.id() == pid).expect("the active worker is one of ours");
-    let mut victim = children.remove(killed);
+    let killed = children.0.iter().position(|c| c.id() == pid).expect("the active worker is one of ours");
+    let mut victim = children.0.remove(killed);
     victim.kill().expect("SIGKILL");
     victim.wait().expect("reaped");
-    children.push(start());
+    children.0.push(start());
     publish(&js, &readings(SECONDS / 2, SECONDS)).await;
     wait_until(Duration::from_secs(90), "everything processed and acknowledged", || async {
         consumer_backlog(&js, "test-rms").await == (0, 0)
     })
     .await;
     check_outputs(&js, &archive).await;
-    for mut c in children {
+    for c in &mut children.0 {
         let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
         assert!(term.success());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -317,5 +337,181 @@ async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_o
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(status.code(), Some(0));
+    }
+}
+
+const PARTITIONS: u32 = 4;
+
+/// Whether `workers` workers are on the pipeline's roll, each running its share of the
+/// partitions (they differ by at most one) and every partition run by exactly one of them,
+/// as `stator status` reads their announcements. (A partition's pin comes with its first
+/// delivery: a run with nothing left to deliver holds none.)
+async fn shared(p: &stator_engine::config::Pipeline, workers: usize) -> bool {
+    let Ok(status) = stator::status::from_jetstream(p).await else { return false };
+    let n = p.source.partitions as usize;
+    let mut running: Vec<&String> = status.workers.iter().flat_map(|w| &w.consumers).collect();
+    running.sort();
+    let all: Vec<String> = (0..n).map(|i| format!("{}-p{i}", p.source.durable)).collect();
+    status.workers.len() == workers
+        && running == all.iter().collect::<Vec<_>>()
+        && status.workers.iter().all(|w| w.consumers.len() == n / workers || w.consumers.len() == n.div_ceil(workers))
+}
+
+/// Unprocessed messages of a partitioned pipeline: those not yet copied into its stream, still in it (work-queue retention drops what is acknowledged), and pending or
+/// unacknowledged on the partitions' consumers.
+async fn partitioned_backlog(js: &async_nats::jetstream::Context, partitions: u32) -> u64 {
+    let Ok(mut stream) = js.get_stream("STATOR_TELEMETRY_test-rms").await else { return u64::MAX };
+    let Ok(info) = stream.info().await else { return u64::MAX };
+    // Every TELEMETRY message of these tests is a reading the pipeline reads: the partitioned
+    // stream has copied them all when its last sequence is TELEMETRY's.
+    let Ok(mut telemetry) = js.get_stream("TELEMETRY").await else { return u64::MAX };
+    let Ok(origin) = telemetry.info().await else { return u64::MAX };
+    let uncopied = origin.state.last_sequence.saturating_sub(info.state.last_sequence);
+    let mut left = uncopied + info.state.messages + info.sources.iter().map(|s| s.lag).sum::<u64>();
+    for p in 0..partitions {
+        match stream.consumer_info(&format!("test-rms-p{p}")).await {
+            Ok(c) => left += c.num_pending + c.num_ack_pending as u64,
+            Err(_) => return u64::MAX,
+        }
+    }
+    left
+}
+
+#[tokio::test]
+async fn partitioned_workers_share_the_machines_rebalance_on_a_crash_and_a_join_and_never_split_a_window() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = rms_pipeline("2s", 1, "2s")
+        .replace("ack_wait = \"30s\"", &format!("ack_wait = \"13s\"\npartitions = {PARTITIONS}"))
+        + &archived(dir.path());
+    let p = pipeline(&text, &server.url());
+    assert_eq!(p.source.partitions, PARTITIONS);
+
+    // Two workers on the same file: each runs the partitions it owns, both are active.
+    let a = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let b = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let first = readings(0, SECONDS / 2);
+    publish(&js, &first).await;
+    let (sa, sb) = (a.stats.clone(), b.stats.clone());
+    wait_until(Duration::from_secs(60), "the first half processed, both workers active", || async {
+        partitioned_backlog(&js, PARTITIONS).await == 0
+            && pinned(&sa) > 0
+            && pinned(&sb) > 0
+            && pinned(&sa) + pinned(&sb) == i64::from(PARTITIONS)
+    })
+    .await;
+    for s in [&sa, &sb] {
+        assert!(Stats::get(&s.fetched) > 0, "each worker did a share");
+    }
+    assert_eq!(Stats::get(&sa.fetched) + Stats::get(&sb.fetched), first.len() as u64, "no reading went to two workers");
+
+    // One worker dies (nothing acked, nothing NAKed); a third one joins; the second half comes.
+    let crashed = b.stats.clone();
+    b.crash().await;
+    let c = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    publish(&js, &readings(SECONDS / 2, SECONDS)).await;
+    let survivors = [a, c];
+    wait_until(Duration::from_secs(120), "everything processed, the partitions shared by the survivors", || async {
+        partitioned_backlog(&js, PARTITIONS).await == 0 && shared(&p, 2).await
+    })
+    .await;
+    let joined = &survivors[1].stats;
+    assert!(Stats::get(&joined.fetched) > 0, "the worker that joined took a share");
+    for s in [&sa, &crashed, joined] {
+        assert_eq!(Stats::get(&s.late), 0, "nothing taken for late");
+    }
+
+    // `stator status` names a worker for every partition.
+    let status = stator::status::from_jetstream(&p).await.expect("status");
+    let text = stator::status::render(&[status]);
+    for p in 0..PARTITIONS {
+        assert!(text.contains(&format!("partition test-rms-p{p}: on ")), "{text}");
+    }
+
+    // The archive knows messages by their TELEMETRY sequence, as an unpartitioned run would.
+    let location =
+        stator_engine::archive::ArchiveLocation::open(dir.path().to_str().expect("utf-8"), &[]).expect("archive");
+    let last = js.get_stream("TELEMETRY").await.expect("stream").cached_info().state.last_sequence;
+    let range = sql(&location, "SELECT min(_seq), max(_seq) FROM readings").await;
+    assert_eq!(range, [["1".to_owned(), last.to_string()]]);
+    check_outputs(&js, dir.path()).await;
+    for w in survivors {
+        w.stop().await;
+    }
+}
+
+/// The run, as a user does it: the same partitioned file run by three `stator run`
+/// processes; one is SIGKILLed mid-run, another is started later. Every worker is active on
+/// its share; the outputs are those of one uninterrupted worker.
+#[tokio::test]
+async fn three_partitioned_stator_run_processes_survive_a_sigkill_and_a_late_joiner() {
+    const N: u32 = 6;
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("archive");
+    let file = dir.path().join("p.toml");
+    let text = rms_pipeline("2s", 1, "2s")
+        .replace("ack_wait = \"30s\"", &format!("ack_wait = \"13s\"\npartitions = {N}"))
+        + &archived(&archive);
+    std::fs::write(&file, &text).expect("pipeline file");
+    let p = pipeline(&text, &server.url());
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+            .arg("run")
+            .arg(&file)
+            .env("NATS_URL", server.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("stator run")
+    };
+    let mut children = Children(vec![start(), start(), start()]);
+    let first = readings(0, SECONDS / 2);
+    publish(&js, &first).await;
+    // Each of the three runs two partitions and has done work.
+    let working =
+        || async { stator::status::from_jetstream(&p).await.is_ok_and(|s| s.workers.iter().all(|w| w.fetched > 0)) };
+    wait_until(Duration::from_secs(60), "status: three workers, each active on two partitions", || async {
+        partitioned_backlog(&js, N).await == 0 && shared(&p, 3).await && working().await
+    })
+    .await;
+
+    children.0.remove(1).kill().expect("SIGKILL");
+    publish(&js, &readings(SECONDS / 2, SECONDS * 3 / 4)).await;
+    children.0.push(start());
+    publish(&js, &readings(SECONDS * 3 / 4, SECONDS)).await;
+    wait_until(Duration::from_secs(120), "everything processed, three workers each on two partitions", || async {
+        partitioned_backlog(&js, N).await == 0 && shared(&p, 3).await
+    })
+    .await;
+    let text = stator::status::render(&[stator::status::from_jetstream(&p).await.expect("status")]);
+    assert!(text.contains("partition test-rms-p5: on "), "{text}");
+    check_outputs(&js, &archive).await;
+    for c in &mut children.0 {
+        let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+        assert!(term.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "stator run did not stop within 30 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// `stator run` processes, killed when the test ends, also when it fails.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -81,6 +81,10 @@ pub struct SourceSection {
     /// Subjects the consumer delivers. Default: all of the stream's subjects.
     #[serde(default)]
     pub filter_subjects: Vec<String>,
+    /// Partitions of the pipeline's keys, each active on one worker at a time, so that up to
+    /// this many workers share the work (docs/SCALING.md). Default: 1 (one active worker, the
+    /// others standing by).
+    pub partitions: Option<u32>,
     /// How subject tokens become fields. The last `{field}` takes the remaining tokens.
     /// Default: `{org}.{site}.{area}.{line}.{machine}.{sensor}.{metric}`.
     pub subject: Option<String>,

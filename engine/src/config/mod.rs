@@ -148,3 +148,15 @@ fn build_template(cx: &mut Checker, s: &SourceSection) -> Option<SubjectTemplate
 
 #[cfg(test)]
 mod tests;
+
+/// The fields in every one of `keys` (window keys), in the first one's order: what a
+/// partitioned pipeline partitions by, since a window keyed by fewer fields would be split
+/// between partitions.
+pub fn common_key_fields<'a>(mut keys: impl Iterator<Item = &'a [String]>) -> Vec<String> {
+    let Some(first) = keys.next() else { return Vec::new() };
+    let mut common = first.to_vec();
+    for key in keys {
+        common.retain(|f| key.contains(f));
+    }
+    common
+}

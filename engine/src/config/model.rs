@@ -49,6 +49,8 @@ pub struct SourceSpec {
     pub create_consumer: bool,
     /// Filter subjects (empty: the whole stream).
     pub filter_subjects: Vec<String>,
+    /// Partitions (1: not partitioned).
+    pub partitions: u32,
     /// Subject-to-fields template.
     pub template: SubjectTemplate,
     /// Payload format.

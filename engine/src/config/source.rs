@@ -77,12 +77,15 @@ pub(super) fn build_source(
             ok = false;
         }
     }
+    let partitions = s.partitions.unwrap_or(1);
+    ok &= check_partitions(cx, p, s, &template, windows, partitions, &deliver);
     ok.then(|| SourceSpec {
         url: s.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         stream: s.stream.clone(),
         durable: s.durable.clone(),
         create_consumer: s.create_consumer,
         filter_subjects: s.filter_subjects.clone(),
+        partitions,
         template,
         format,
         event_time,
@@ -94,6 +97,58 @@ pub(super) fn build_source(
         max_event_time_ahead,
         auth: auth.unwrap_or_default(),
     })
+}
+
+/// The most partitions a pipeline may have.
+const MAX_PARTITIONS: u32 = 256;
+
+/// Whether `partitions` can be had: each filter (or the template's whole shape) must show
+/// every field common to the windows' keys as a token of its own.
+fn check_partitions(
+    cx: &mut Checker,
+    p: &KeyPath,
+    s: &SourceSection,
+    template: &SubjectTemplate,
+    windows: &[WindowSpec],
+    partitions: u32,
+    deliver: &DeliverPolicy,
+) -> bool {
+    let path = p.key("partitions");
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        cx.error(&path, format!("out of range (1 to {MAX_PARTITIONS})"));
+        return false;
+    }
+    if partitions == 1 {
+        return true;
+    }
+    let by = super::common_key_fields(windows.iter().map(|w| w.key.as_slice()));
+    if by.is_empty() {
+        let keys: Vec<String> = windows.iter().map(|w| format!("`{}`: [{}]", w.name, w.key.join(", "))).collect();
+        cx.error(
+            &path,
+            format!(
+                "no field is in every window's key ({}), so a window would be split between partitions",
+                keys.join("; ")
+            ),
+        );
+        return false;
+    }
+    let mut ok = true;
+    if *deliver == DeliverPolicy::LastPerSubject {
+        cx.error(&p.key("deliver"), "`last_per_subject` cannot be partitioned");
+        ok = false;
+    }
+    let filters = match &s.filter_subjects[..] {
+        [] => vec![(path.clone(), template.filter())],
+        some => some.iter().enumerate().map(|(i, f)| (p.key("filter_subjects").index(i), f.clone())).collect(),
+    };
+    for (at, f) in filters {
+        if let Err(e) = template.partitioned(&f, &by, partitions) {
+            cx.error(&at, format!("cannot partition by {}: {e}", by.join(", ")));
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn build_auth(cx: &mut Checker, p: &KeyPath, s: &SourceSection) -> Option<Auth> {

@@ -97,3 +97,15 @@ fn alert_subject_outside_the_alert_hierarchy_is_a_warning() {
     assert_eq!(loaded.warnings.len(), 1);
     assert!(loaded.warnings[0].to_string().contains("warning: `alert[0].subject`"));
 }
+
+#[test]
+fn partitions_need_a_key_field_common_to_every_window() {
+    let text = GOOD.replace("filter_subjects = [", "partitions = 4\nfilter_subjects = [")
+        + "[[window]]\nname = \"per_site\"\nkey = [\"site\"]\ntumbling = \"1m\"\naggregates = [\"max\"]\n";
+    let p = load(&text).expect("site is common to both windows").pipeline;
+    assert_eq!((p.source.partitions, crate::source::partitions::key_fields(&p)), (4, vec!["site".to_owned()]));
+    let apart = text.replace("key = [\"site\"]", "key = [\"line\"]");
+    let errs = errors(&apart);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("`source.partitions`: no field is in every window's key (`rms_10s`: [site, machine, sensor]; `per_site`: [line])"), "{errs:?}");
+}

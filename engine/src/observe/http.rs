@@ -133,6 +133,23 @@ pub struct PipelineStatus {
     /// status` asking JetStream; a worker's own `/status` leaves it empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<Member>,
+    /// A partitioned pipeline's partitions: their consumers' counts (known to `stator status`
+    /// asking JetStream).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One partition of a partitioned pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    /// Its consumer.
+    pub consumer: String,
+    /// Messages not delivered yet.
+    pub pending: u64,
+    /// Messages delivered and not acknowledged.
+    pub ack_pending: u64,
+    /// The worker pinned on it, or else the one running it, by their announcements.
+    pub worker: Option<String>,
 }
 
 impl PipelineStatus {
@@ -151,6 +168,7 @@ impl PipelineStatus {
             watermark_lag_s: s.watermark_lag.get(),
             recent_alerts: s.recent_alerts(),
             workers: Vec::new(),
+            partitions: Vec::new(),
         }
     }
 }

@@ -4,6 +4,6 @@
 mod http;
 mod stats;
 
-pub use http::{Health, HealthStatus, PipelineHealth, PipelineStatus, serve};
+pub use http::{Health, HealthStatus, PartitionStatus, PipelineHealth, PipelineStatus, serve};
 pub use prometheus_client::metrics::counter::Counter;
 pub use stats::{Member, Metrics, PipelineLabel, ReasonLabels, RecentAlert, Seconds, SourceInfo, Stats};

@@ -140,7 +140,9 @@ macro_rules! pipeline_metrics {
             /// Per consumer, the sequence of the server's last delivery and when it was polled.
             delivered: Mutex<HashMap<String, (u64, Instant)>>,
             /// The consumers this worker is pinned on.
-            pinned_on: Mutex<Vec<String>>,
+            pinned_on: Mutex<std::collections::BTreeSet<String>>,
+            /// Per set of consumers (a partition), their counts: pending, ack pending, ack floor.
+            lags: Mutex<HashMap<String, [u64; 3]>>,
         }
 
         /// The families of every pipeline's metrics, registered once per process.
@@ -191,6 +193,7 @@ macro_rules! pipeline_metrics {
                     refusal: Mutex::default(),
                     delivered: Mutex::default(),
                     pinned_on: Mutex::default(),
+                    lags: Mutex::default(),
                 }
             }
         }
@@ -341,30 +344,58 @@ impl Stats {
         }
     }
 
-    /// Whether the server made deliveries, polled at least `grace` ago, that never arrived
+    /// Whether the server made deliveries on `consumers` (a worker's own: a partitioned
+    /// pipeline's runs share these metrics), polled at least `grace` ago, that never arrived
     /// (`received`: per consumer, the consumer sequence of the latest delivery received): the
     /// tail of a pull response lost on the way, for instance while a restarted server
     /// recovered. Those messages come back only after `ack_wait`; until then no key counts as
     /// idle. (A loss followed by later deliveries shows as a jump in the consumer sequence
     /// and holds the watermark instead.)
-    pub fn deliveries_missing(&self, received: &HashMap<String, u64>, now: Instant, grace: Duration) -> bool {
+    pub fn deliveries_missing(
+        &self,
+        received: &HashMap<String, u64>,
+        consumers: &[String],
+        now: Instant,
+        grace: Duration,
+    ) -> bool {
         let Ok(d) = self.delivered.lock() else { return false };
-        d.iter().any(|(consumer, (seq, at))| {
-            now.saturating_duration_since(*at) >= grace && received.get(consumer).copied().unwrap_or(0) < *seq
+        consumers.iter().any(|consumer| {
+            d.get(consumer).is_some_and(|(seq, at)| {
+                now.saturating_duration_since(*at) >= grace && received.get(consumer).copied().unwrap_or(0) < *seq
+            })
         })
     }
 
-    /// Sets the consumers this worker is pinned on (and the `consumers_pinned` gauge).
-    pub fn set_pinned_on(&self, consumers: Vec<String>) {
-        self.consumers_pinned.set(consumers.len() as i64);
+    /// Says whether this worker is pinned on `consumer` (and sets the `consumers_pinned` gauge).
+    pub fn set_pinned(&self, consumer: &str, pinned: bool) {
         if let Ok(mut p) = self.pinned_on.lock() {
-            *p = consumers;
+            if pinned {
+                p.insert(consumer.to_owned());
+            } else {
+                p.remove(consumer);
+            }
+            self.consumers_pinned.set(p.len() as i64);
         }
     }
 
     /// The consumers this worker is pinned on.
     pub fn pinned_on(&self) -> Vec<String> {
-        self.pinned_on.lock().map(|p| p.clone()).unwrap_or_default()
+        self.pinned_on.lock().map(|p| p.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Sets the counts of the consumers `scope` stands for (a pipeline's, or one partition's):
+    /// `[pending, ack pending, ack floor]`, or `None` when the worker no longer reads them. The
+    /// gauges show them summed over the scopes (the lowest ack floor).
+    pub fn set_lag(&self, scope: &str, counts: Option<[u64; 3]>) {
+        let Ok(mut lags) = self.lags.lock() else { return };
+        match counts {
+            Some(c) => drop(lags.insert(scope.to_owned(), c)),
+            None => drop(lags.remove(scope)),
+        }
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.consumer_pending.set(gauge(lags.values().map(|c| c[0]).sum()));
+        self.consumer_ack_pending.set(gauge(lags.values().map(|c| c[1]).sum()));
+        self.consumer_ack_floor.set(gauge(lags.values().map(|c| c[2]).min().unwrap_or(0)));
     }
 
     /// Sets (or, with `None`, clears) why the server refuses the output being published.

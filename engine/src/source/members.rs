@@ -93,6 +93,8 @@ pub struct Roll {
     store: kv::Store,
     pipeline: String,
     member: Member,
+    /// The consumers it reads, when they change during the run (a partitioned pipeline's).
+    consumers: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Roll {
@@ -114,8 +116,9 @@ impl Roll {
         };
         let started =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let member = Member { worker: worker_id(), started, consumers, pinned: Vec::new(), fetched: 0 };
-        let roll = Roll { store, pipeline: pipeline.to_owned(), member };
+        let member =
+            Member { worker: worker_id(), started, consumers: consumers.clone(), pinned: Vec::new(), fetched: 0 };
+        let roll = Roll { store, pipeline: pipeline.to_owned(), member, consumers: Arc::new(consumers.into()) };
         roll.announce(&roll.member).await;
         Some(roll)
     }
@@ -133,9 +136,34 @@ impl Roll {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let member =
-                Member { pinned: stats.pinned_on(), fetched: Stats::get(&stats.fetched), ..self.member.clone() };
+            let consumers = self.consumers.lock().map(|c| c.clone()).unwrap_or_default();
+            let member = Member {
+                consumers,
+                pinned: stats.pinned_on(),
+                fetched: Stats::get(&stats.fetched),
+                ..self.member.clone()
+            };
             self.announce(&member).await;
+        }
+    }
+
+    /// This worker's id.
+    pub fn worker(&self) -> &str {
+        &self.member.worker
+    }
+
+    /// Sets the consumers it reads, for its next announcements.
+    pub fn set_consumers(&self, consumers: Vec<String>) {
+        if let Ok(mut c) = self.consumers.lock() {
+            *c = consumers;
+        }
+    }
+
+    /// The ids of the workers of the pipeline on the roll; `None` when it cannot be read.
+    pub async fn workers(&self) -> Option<Vec<String>> {
+        match tokio::time::timeout(Duration::from_secs(3), list(&self.store, &self.pipeline)).await {
+            Ok(Ok(members)) => Some(members.into_iter().map(|m| m.worker).collect()),
+            _ => None,
         }
     }
 

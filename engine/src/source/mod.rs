@@ -6,6 +6,7 @@
 
 mod connect;
 pub mod members;
+pub mod partitions;
 pub mod upstream;
 
 use std::time::Duration;
@@ -149,17 +150,21 @@ pub fn requirements(pipeline: &Pipeline) -> Vec<String> {
     let mut out =
         vec![format!("nats-server 2.11 or newer with JetStream at {} (pinned-client priority groups)", spec.url)];
     out.push(format!("stream `{}` must exist", spec.stream));
-    for c in consumer_specs(pipeline) {
-        let filters = if c.filters.is_empty() { "the whole stream".to_owned() } else { c.filters.join(", ") };
-        let how = if spec.create_consumer {
-            format!(
-                "created when missing: pull, explicit acks, ack_wait {:?}, priority group `{PRIORITY_GROUP}` pinning one worker (priority_timeout {PIN_TTL:?}); an existing one is used as it is",
-                spec.ack_wait
-            )
-        } else {
-            "must exist (pull, explicit acks; with a pinned-client priority group for standby workers, see docs/SCALING.md)".to_owned()
-        };
-        out.push(format!("consumer `{}` on {filters}: {how}", c.durable));
+    if spec.partitions > 1 {
+        partition_requirements(pipeline, &mut out);
+    } else {
+        for c in consumer_specs(pipeline) {
+            let filters = if c.filters.is_empty() { "the whole stream".to_owned() } else { c.filters.join(", ") };
+            let how = if spec.create_consumer {
+                format!(
+                    "created when missing: pull, explicit acks, ack_wait {:?}, priority group `{PRIORITY_GROUP}` pinning one worker (priority_timeout {PIN_TTL:?}); an existing one is used as it is",
+                    spec.ack_wait
+                )
+            } else {
+                "must exist (pull, explicit acks; with a pinned-client priority group for standby workers, see docs/SCALING.md)".to_owned()
+            };
+            out.push(format!("consumer `{}` on {filters}: {how}", c.durable));
+        }
     }
     out.push(format!(
         "KV buckets `{}` (alert state) and `{}` (workers), created when missing",
@@ -173,11 +178,49 @@ pub fn requirements(pipeline: &Pipeline) -> Vec<String> {
         "publishes dead letters to `{}`: a stream must capture it, or they are lost",
         pipeline.dead_letter_subject
     ));
-    out.push(
+    out.push(if spec.partitions > 1 {
+        format!(
+            "up to {} workers may run this file together, each active on its share of the partitions (docs/SCALING.md)",
+            spec.partitions
+        )
+    } else {
         "several workers may run this file: one is active per consumer, the others stand by (docs/SCALING.md)"
-            .to_owned(),
-    );
+            .to_owned()
+    });
     out
+}
+
+/// The lines of [`requirements`] for a partitioned pipeline's stream and consumers.
+fn partition_requirements(pipeline: &Pipeline, out: &mut Vec<String>) {
+    let spec = &pipeline.source;
+    let by = partitions::key_fields(pipeline);
+    let how = if spec.create_consumer {
+        "created when missing"
+    } else {
+        "must exist: set `create_consumer = true` to let Stator create it"
+    };
+    let transforms: Vec<String> = partitions::source_filters(pipeline)
+        .iter()
+        .map(|f| format!("`{f}` -> `{}`", spec.template.partitioned(f, &by, spec.partitions).unwrap_or_default()))
+        .collect();
+    out.push(format!(
+        "stream `{}` ({how}): sources `{}` through the subject transform {}, with work-queue retention and the source's storage, replicas and max_age; `{}` itself is not changed",
+        partitions::stream_name(pipeline),
+        spec.stream,
+        transforms.join(", "),
+        spec.stream
+    ));
+    out.push(format!(
+        "consumers `{}` to `{}` on it, one per partition (filter `<partition>.>`), created when missing: pull, explicit acks, ack_wait {:?}, priority group `{PRIORITY_GROUP}` pinning one worker (priority_timeout {PIN_TTL:?})",
+        partitions::durable(pipeline, 0),
+        partitions::durable(pipeline, spec.partitions - 1),
+        spec.ack_wait
+    ));
+    out.push(format!(
+        "partitioned by {}: all the readings of one {} go to one partition",
+        by.join(", "),
+        by.join(" and ")
+    ));
 }
 
 /// Binds to (or creates) the pipeline's consumers and returns them with their current info:

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::AckKind;
+use rangemap::RangeInclusiveSet;
 
 use super::commit::{self, Awaiting, Commit};
 use super::{Stats, Worker};
@@ -35,6 +36,47 @@ impl Barrier {
     /// Whether it no longer holds at `now`.
     pub(super) fn released(&self, now: Instant) -> bool {
         (self.remaining == 0 && self.settle_after.is_none()) || now >= self.until
+    }
+}
+
+/// Messages handled in this run (acknowledged, or refused for good), by sequence: a
+/// redelivery of one whose ack was lost is acknowledged again, not handled twice. The server
+/// redelivers such a message one ack wait after its last delivery, so an entry is kept for at
+/// least `period` (two ack waits) and then forgotten: the set stays small also when the
+/// sequences a worker sees are far apart (one partition of a stream).
+pub(super) struct Done {
+    recent: RangeInclusiveSet<u64>,
+    older: RangeInclusiveSet<u64>,
+    since: Instant,
+    period: Duration,
+}
+
+impl Done {
+    /// Nothing handled yet; entries live at least `period`.
+    pub(super) fn new(period: Duration, now: Instant) -> Self {
+        Self { recent: RangeInclusiveSet::new(), older: RangeInclusiveSet::new(), since: now, period }
+    }
+
+    pub(super) fn insert(&mut self, seq: u64) {
+        self.recent.insert(seq..=seq);
+    }
+
+    pub(super) fn contains(&self, seq: u64) -> bool {
+        self.recent.contains(&seq) || self.older.contains(&seq)
+    }
+
+    /// The highest sequence in the set.
+    pub(super) fn last(&self) -> Option<u64> {
+        let end = |s: &RangeInclusiveSet<u64>| s.iter().next_back().map(|r| *r.end());
+        end(&self.recent).max(end(&self.older))
+    }
+
+    /// Forgets what was handled more than two periods ago.
+    pub(super) fn rotate(&mut self, now: Instant) {
+        if now.duration_since(self.since) >= self.period {
+            self.older = std::mem::take(&mut self.recent);
+            self.since = now;
+        }
     }
 }
 
@@ -94,13 +136,13 @@ impl Worker {
             && let Some(f) = self.inflight.remove(&seq)
         {
             commit.ack(f.reply);
-            self.done.insert(seq..=seq);
+            self.done.insert(seq);
         }
     }
 
     pub(super) fn seen_upto(&self) -> u64 {
         let inflight = self.inflight.keys().max().copied().unwrap_or(0);
-        let done = self.done.iter().next_back().map_or(0, |r| *r.end());
+        let done = self.done.last().unwrap_or(0);
         inflight.max(done)
     }
 

@@ -116,6 +116,7 @@ impl Worker {
                     }
                     _ = tick.tick() => {
                         let now = Instant::now();
+                        self.done.rotate(now);
                         self.keep_alive(now).await;
                         self.close_windows(now, &mut commit);
                         self.note_watermark();
@@ -144,7 +145,11 @@ impl Worker {
         if b.consumer.info().await.is_ok() {
             return None;
         }
-        let resume = self.inflight.keys().min().copied().unwrap_or_else(|| self.seen_upto() + 1);
+        let resume = match &self.lane {
+            // A partition's stream keeps only what is not acknowledged: all of it.
+            Some(_) => 1,
+            None => self.inflight.keys().min().copied().unwrap_or_else(|| self.seen_upto() + 1),
+        };
         match crate::source::rebind(&self.js, &self.pipeline, &b.spec, resume).await {
             Ok(c) => {
                 Stats::add(&self.stats.consumer_rebinds, 1);
@@ -198,7 +203,23 @@ impl Worker {
             lag.add(info);
         }
         let held = self.inflight.len() + Awaiting::held(&self.awaiting);
-        self.barrier.is_none() && lag.pending == 0 && lag.delivered <= self.seen_upto() && lag.ack_pending <= held
+        let seen = self.barrier.is_none()
+            && lag.pending == 0
+            && lag.delivered <= self.delivered_upto
+            && lag.ack_pending <= held;
+        match (&self.lane, self.stream.as_mut()) {
+            (Some(_), Some(stream)) if seen => copied_all(stream).await,
+            _ => seen,
+        }
+    }
+}
+
+/// Whether a partitioned stream has copied in everything its source holds: heard from it,
+/// with nothing left to copy.
+async fn copied_all(stream: &mut jetstream::stream::Stream) -> bool {
+    match stream.info().await {
+        Ok(info) => info.sources.iter().all(|s| s.active.is_some() && s.lag == 0),
+        Err(_) => false,
     }
 }
 

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use rangemap::RangeInclusiveSet;
 use tokio::sync::{mpsc, watch};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::commit::{self, Commit, Sinks};
 use super::pin::PinView;
 use super::route::Op;
-use super::{Barrier, RunMode, SHUTDOWN_GRACE, Stats, Worker, WorkerError};
+use super::{Barrier, Done, Lane, RunMode, SHUTDOWN_GRACE, Stats, Worker, WorkerError};
 use crate::archive::{self, Layout, Sink, Table};
 use crate::config::{ArchiveSpec, Format, Pipeline};
 use crate::machine;
@@ -21,18 +20,20 @@ use crate::sink::{Publisher, state};
 use crate::source::upstream::GapWatch;
 use crate::source::{Bound, Lag, members};
 
-/// Runs `pipeline` on `client` until `shutdown` turns true, then stops cleanly: no more
-/// fetching, in-flight outputs confirmed, durable messages acknowledged, the rest NAKed for
-/// the next run.
+/// Runs `pipeline` (or, with `lane`, one partition of it: `pipeline` is then the partition's
+/// view, see [`super::lanes`]) on `client` until `shutdown` turns true, then stops cleanly: no
+/// more fetching, in-flight outputs confirmed, durable messages acknowledged, the rest NAKed
+/// for the next run.
 ///
 /// # Errors
 /// [`WorkerError`] when the consumer cannot be bound or the state bucket opened.
-pub async fn run(
+pub(super) async fn run(
     pipeline: Arc<Pipeline>,
     client: async_nats::Client,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<Stats>,
     mode: RunMode,
+    lane: Option<Lane>,
 ) -> Result<(), WorkerError> {
     let name = pipeline.name.clone();
     let nats_err = |message: String| WorkerError::Nats { pipeline: name.clone(), message };
@@ -41,9 +42,12 @@ pub async fn run(
         .await
         .map_err(|source| WorkerError::Source { pipeline: name.clone(), source })?;
     let durables: Vec<&str> = bound.iter().map(|b| b.spec.durable.as_str()).collect();
-    let _ = stats
-        .source
-        .set(crate::observe::SourceInfo { stream: pipeline.source.stream.clone(), durable: durables.join(", ") });
+    let scope = durables.join(", ");
+    if lane.is_none() {
+        let _ = stats
+            .source
+            .set(crate::observe::SourceInfo { stream: pipeline.source.stream.clone(), durable: scope.clone() });
+    }
     // What the consumers say together: the previous run's unacknowledged messages, the
     // newest delivered, and the tightest limits.
     let ack_pending: usize = bound.iter().map(|b| b.info.num_ack_pending).sum();
@@ -88,7 +92,11 @@ pub async fn run(
         pipeline: pipeline.clone(),
         inflight: HashMap::new(),
         received: HashMap::new(),
-        done: RangeInclusiveSet::new(),
+        consumers: bound.iter().map(|b| b.spec.durable.clone()).collect(),
+        done: Done::new((ack_wait * 2).max(Duration::from_secs(60)), Instant::now()),
+        delivered_upto: 0,
+        origin_stream: lane.as_ref().map_or(&pipeline.source.stream, |l| &l.origin_name).as_str().into(),
+        lane: lane.clone(),
         states,
         barrier,
         pins: Vec::new(),
@@ -115,7 +123,8 @@ pub async fn run(
             };
             check_roll(&pipeline, spec, &consumer_config);
             tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
-            let writer = archive::Writer::new(location, &name, &pipeline.source.stream, layout.clone())
+            let origin = lane.as_ref().map_or(&pipeline.source.stream, |l| &l.origin_name);
+            let writer = archive::Writer::new(location, &name, origin, layout.clone())
                 .with_health(stats.archive_available.clone());
             (Some(Sink::new(spec.clone(), layout, raw)), Some(writer))
         }
@@ -137,20 +146,34 @@ pub async fn run(
     // A consumer without a priority group has one worker, which is the active one.
     let unpinned: Vec<String> =
         consumers.iter().filter(|b| b.group().is_none()).map(|b| b.spec.durable.clone()).collect();
-    stats.set_pinned_on(unpinned);
+    for d in &unpinned {
+        stats.set_pinned(d, true);
+    }
     let watched = consumers.iter().map(|b| b.consumer.clone()).collect();
     let sourced = match &worker.stream {
         Some(s) => s.cached_info().mirror.is_some() || !s.cached_info().sources.is_empty(),
         None => false,
     };
-    let upstream = worker.stream.clone().filter(|_| sourced);
+    // A partition's stream is sourced by design; the lanes' keeper watches the pipeline's.
+    let upstream = worker.stream.clone().filter(|_| sourced && lane.is_none());
     let (pins_tx, mut pins_rx) = watch::channel(PinView::default());
     let durables: Vec<String> = consumers.iter().map(|b| b.spec.durable.clone()).collect();
-    let roll = members::Roll::open(&js, &pipeline.name, durables, replicas).await;
+    // A partition's worker is on the roll once, for all its partitions (see `lanes`).
+    let roll = match &lane {
+        Some(lane) => lane.roll.clone(),
+        None => members::Roll::open(&js, &pipeline.name, durables, replicas).await,
+    };
     worker.roll = roll.clone();
-    let monitor =
-        AbortOnDropHandle::new(tokio::spawn(monitor(client.clone(), watched, upstream, stats.clone(), pins_tx)));
-    let announcer = roll.clone().map(|r| AbortOnDropHandle::new(tokio::spawn(r.run(stats.clone()))));
+    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor(
+        client.clone(),
+        watched,
+        upstream,
+        stats.clone(),
+        pins_tx,
+        scope.clone(),
+    )));
+    let announcer =
+        roll.clone().filter(|_| lane.is_none()).map(|r| AbortOnDropHandle::new(tokio::spawn(r.run(stats.clone()))));
     tracing::info!(pipeline = %name, stream = %pipeline.source.stream, durable = %pipeline.source.durable, "pipeline running");
 
     // JetStream gives up on a message after max_deliver deliveries and says so in an
@@ -180,10 +203,16 @@ pub async fn run(
     if let Some(announcer) = announcer {
         announcer.abort();
     }
-    if let Some(roll) = &roll {
+    if let Some(roll) = roll.as_ref().filter(|_| lane.is_none()) {
         roll.leave().await;
     }
-    stats.consumer_bound.set(0);
+    for d in &unpinned {
+        stats.set_pinned(d, false);
+    }
+    stats.set_lag(&scope, None);
+    if lane.is_none() {
+        stats.consumer_bound.set(0);
+    }
     let _ = client.flush().await;
     tracing::info!(pipeline = %name, drained, "pipeline stopped");
     if mode == RunMode::Drain && !drained && result.is_ok() {
@@ -229,6 +258,7 @@ async fn monitor(
     mut upstream: Option<jetstream::stream::Stream>,
     stats: Arc<Stats>,
     pins: watch::Sender<PinView>,
+    scope: String,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,11 +288,42 @@ async fn monitor(
         };
         if let Ok(true) = tokio::time::timeout(Duration::from_secs(3), all).await {
             pins.send_replace(view);
-            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-            stats.consumer_pending.set(gauge(lag.pending));
-            stats.consumer_ack_pending.set(gauge(lag.ack_pending as u64));
-            stats.consumer_ack_floor.set(gauge(lag.ack_floor));
+            stats.set_lag(&scope, Some([lag.pending, lag.ack_pending as u64, lag.ack_floor]));
         }
+    }
+}
+
+/// For a partitioned pipeline (see [`super::lanes`]): sets `upstream_silent` every second,
+/// until aborted, from the partitioned stream's copying of the pipeline's stream (`derived`:
+/// while nats-server re-establishes it, after the loss of a stream leader for instance,
+/// nothing arrives and idle windows must stay open) and, when the pipeline's stream is itself
+/// sourced (`origin`), from its upstream, as [`watch_upstream`] does.
+pub(super) async fn watch_partitioned(
+    client: async_nats::Client,
+    mut derived: jetstream::stream::Stream,
+    mut origin: Option<jetstream::stream::Stream>,
+    stats: Arc<Stats>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gaps = GapWatch::default();
+    loop {
+        tick.tick().await;
+        if client.connection_state() != async_nats::connection::State::Connected {
+            continue;
+        }
+        let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), derived.info()).await else { continue };
+        let mut silent: Vec<String> = crate::source::silent_sources(info)
+            .into_iter()
+            .map(|(name, active)| format!("the partitioned stream's copy of {name} (last heard {active:?} ago)"))
+            .collect();
+        if let Some(origin) = origin.as_mut() {
+            match upstream_silence(&client, origin, &stats, &mut gaps).await {
+                Some(more) => silent.extend(more),
+                None => continue,
+            }
+        }
+        report_silence(&stats, &silent);
     }
 }
 
@@ -275,7 +336,20 @@ async fn watch_upstream(
     stats: &Stats,
     gaps: &mut GapWatch,
 ) {
-    let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), stream.info()).await else { return };
+    if let Some(silent) = upstream_silence(client, stream, stats, gaps).await {
+        report_silence(stats, &silent);
+    }
+}
+
+/// The stream's sources that are cut off or behind, described; `None` when the server did not
+/// answer. Reports the messages a source lost before it forwarded them (see [`GapWatch`]).
+async fn upstream_silence(
+    client: &async_nats::Client,
+    stream: &mut jetstream::stream::Stream,
+    stats: &Stats,
+    gaps: &mut GapWatch,
+) -> Option<Vec<String>> {
+    let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), stream.info()).await else { return None };
     let mut silent: Vec<String> = crate::source::silent_sources(info)
         .into_iter()
         .map(|(name, active)| format!("{name} (last heard {active:?} ago)"))
@@ -296,6 +370,11 @@ async fn watch_upstream(
     }
     let behind = crate::source::upstream::sources_behind(client, &configured, gaps).await;
     silent.extend(behind.iter().map(|(name, n)| format!("{name} ({n} messages still to forward)")));
+    Some(silent)
+}
+
+/// Sets `upstream_silent` (1 while `silent` names anything), saying when it changes.
+fn report_silence(stats: &Stats, silent: &[String]) {
     let was = stats.upstream_silent.get() == 1;
     match (was, silent.is_empty()) {
         (false, false) => {

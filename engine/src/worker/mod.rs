@@ -27,6 +27,7 @@
 mod ack;
 mod commit;
 mod fetch;
+mod lanes;
 mod lifecycle;
 pub mod output;
 mod pin;
@@ -34,7 +35,7 @@ mod receive;
 mod route;
 mod windows;
 
-pub use lifecycle::run;
+pub use lanes::run;
 pub use route::WindowResult;
 
 use std::collections::HashMap;
@@ -42,7 +43,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use rangemap::RangeInclusiveSet;
 use tokio::sync::mpsc;
 
 pub use crate::observe::Stats;
@@ -51,7 +51,7 @@ use crate::alert::RuleState;
 use crate::archive::Sink;
 use crate::config::Pipeline;
 use crate::machine::{self, MachineConfig};
-use ack::{Barrier, InFlight};
+use ack::{Barrier, Done, InFlight};
 use commit::Awaiting;
 use route::Op;
 
@@ -118,7 +118,15 @@ struct Worker {
     /// Per consumer, the consumer sequence of the latest delivery received (deliveries lost on the way show
     /// as the server's being ahead: [`Stats::deliveries_missing`]).
     received: HashMap<String, u64>,
-    done: RangeInclusiveSet<u64>,
+    /// The durable names of the consumers this worker reads.
+    consumers: Vec<String>,
+    done: Done,
+    /// The newest stream sequence delivered (of the stream the consumers are on).
+    delivered_upto: u64,
+    /// The partition this worker runs, for a partitioned pipeline.
+    lane: Option<Lane>,
+    /// The stream messages are known in: the pipeline's (also for a partition).
+    origin_stream: Arc<str>,
     states: HashMap<String, RuleState>,
     barrier: Option<Barrier>,
     /// Per consumer (by index), the pin this worker holds (see [`pin`]).
@@ -137,4 +145,17 @@ struct Worker {
     awaiting: Arc<std::sync::Mutex<Awaiting>>,
     js: jetstream::Context,
     client: async_nats::Client,
+}
+
+/// One partition of a partitioned pipeline as a worker runs it (see [`lanes`]): the
+/// partition's consumer is on the partitioned stream, and its messages are known by their
+/// sequence in the pipeline's own stream (`origin`).
+#[derive(Clone)]
+pub(crate) struct Lane {
+    /// The pipeline's stream, which the partitioned stream copies.
+    pub(crate) origin: jetstream::stream::Stream,
+    /// Its name.
+    pub(crate) origin_name: String,
+    /// This worker's entry on the pipeline's roll (kept by [`lanes`]).
+    pub(crate) roll: Option<crate::source::members::Roll>,
 }

@@ -110,7 +110,18 @@ impl Worker {
                 info.num_ack_pending as u64 > since_pin
             });
         // Another worker may have archived what it was delivered before this one's pin.
-        let delivered = if left { Some(info.as_ref().map_or(u64::MAX, |i| i.delivered.stream_sequence)) } else { None };
+        let delivered = match (&self.lane, left) {
+            (_, false) => None,
+            // Messages are known by their sequence in the pipeline's stream: any delivered
+            // before this pin is at most its last one now.
+            (Some(lane), true) => {
+                Some(match tokio::time::timeout(Duration::from_secs(3), lane.origin.clone().info()).await {
+                    Ok(Ok(info)) => info.state.last_sequence,
+                    _ => u64::MAX,
+                })
+            }
+            (None, true) => Some(info.as_ref().map_or(u64::MAX, |i| i.delivered.stream_sequence)),
+        };
         if left {
             self.hold_until_settled(now);
         }
@@ -119,7 +130,7 @@ impl Worker {
         }
         self.pins_resize(i);
         self.pins[i] = Some(Held { id: pin.id, since: now, durable: b.spec.durable.clone() });
-        self.stats.set_pinned_on(self.pins.iter().flatten().map(|h| h.durable.clone()).collect());
+        self.stats.set_pinned(&b.spec.durable, true);
         tracing::info!(
             pipeline = %self.pipeline.name,
             consumer = %b.spec.durable,
@@ -229,17 +240,17 @@ impl Worker {
         self.closed.clear();
         self.received.clear();
         self.barrier = None;
-        self.pins.iter_mut().for_each(|p| *p = None);
-        self.stats.set_pinned_on(Vec::new());
+        for held in self.pins.iter_mut().filter_map(Option::take) {
+            self.stats.set_pinned(&held.durable, false);
+        }
         Stats::add(&self.stats.stand_downs, 1);
     }
 
     /// Forgets the pin of consumer `i` without standing down: the consumer was created anew.
     pub(super) fn forget_pin(&mut self, i: usize) {
-        if let Some(held) = self.pins.get_mut(i) {
-            *held = None;
+        if let Some(held) = self.pins.get_mut(i).and_then(Option::take) {
+            self.stats.set_pinned(&held.durable, false);
         }
-        self.stats.set_pinned_on(self.pins.iter().flatten().map(|h| h.durable.clone()).collect());
     }
 
     /// Releases this worker's pins (a clean stop), so that a standby takes over at once
@@ -247,12 +258,13 @@ impl Worker {
     pub(super) async fn release_pins(&mut self, consumers: &[Bound]) {
         let Some(stream) = &self.stream else { return };
         for (held, b) in self.pins.iter_mut().zip(consumers) {
-            let (Some(_), Some(group)) = (held.take(), b.group()) else { continue };
+            let Some(held) = held.take() else { continue };
+            self.stats.set_pinned(&held.durable, false);
+            let Some(group) = b.group() else { continue };
             if let Err(e) = stream.unpin_consumer(&b.spec.durable, group).await {
                 tracing::warn!(pipeline = %self.pipeline.name, consumer = %b.spec.durable, error = %e, "cannot release the pin; a standby takes over after its timeout");
             }
         }
-        self.stats.set_pinned_on(Vec::new());
     }
 }
 

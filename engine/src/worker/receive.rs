@@ -17,9 +17,16 @@ impl Worker {
             tracing::warn!(subject = %msg.subject, "message without JetStream metadata ignored");
             return;
         };
-        let (seq, delivered) = (info.stream_sequence, info.delivered);
+        let (stream_seq, delivered) = (info.stream_sequence, info.delivered);
         let published_us = (info.published.unix_timestamp_nanos() / 1000) as i64;
         Stats::add(&self.stats.fetched, 1);
+        self.delivered_upto = self.delivered_upto.max(stream_seq);
+        // A message is known by its sequence in the pipeline's stream: for a partition, the one
+        // the partitioned stream copied it from.
+        let seq = match &self.lane {
+            Some(_) => crate::source::upstream::origin_seq(msg.headers.as_ref()).unwrap_or(stream_seq),
+            None => stream_seq,
+        };
         if delivered > 1 {
             Stats::add(&self.stats.redelivered, 1);
             if let Some(b) = self.barrier.as_mut().filter(|b| seq <= b.upto_seq) {
@@ -31,16 +38,19 @@ impl Worker {
         let Some(reply) = msg.reply.take() else {
             return; // JetStream metadata comes from the reply subject: not reached
         };
+        if self.lane.is_some() {
+            msg.subject = crate::source::partitions::original_subject(msg.subject.as_str()).into();
+        }
         if let Some(f) = self.inflight.get_mut(&seq) {
             f.reply = reply; // a redelivery of a message we hold: ack the newest delivery
             return;
         }
-        if self.done.contains(&seq) {
+        if self.done.contains(seq) {
             commit.ack(reply); // handled in this run, its ack was lost: ack again
             return;
         }
-        let pipeline = self.pipeline.clone();
-        let origin = Origin { stream: &pipeline.source.stream, seq, subject: msg.subject.as_str() };
+        let origin_stream = self.origin_stream.clone();
+        let origin = Origin { stream: &origin_stream, seq, subject: msg.subject.as_str() };
         let arrival = Arrival { now, redelivered: delivered > 1 };
         let (refs, late) = match self.route(&msg, published_us, seq, arrival) {
             Ok(r) => r,
@@ -58,7 +68,7 @@ impl Worker {
                 );
                 commit.dead_letters.push(out);
                 commit.term(reply);
-                self.done.insert(seq..=seq);
+                self.done.insert(seq);
                 return;
             }
         };
@@ -70,13 +80,13 @@ impl Worker {
             commit.dead_letters.push(out);
             if refs == 0 {
                 commit.term(reply);
-                self.done.insert(seq..=seq);
+                self.done.insert(seq);
                 return;
             }
         }
         if refs == 0 {
             commit.ack(reply);
-            self.done.insert(seq..=seq);
+            self.done.insert(seq);
         } else {
             self.inflight.insert(seq, InFlight { reply, refs, since: now });
         }
@@ -146,22 +156,32 @@ impl Worker {
             tracing::warn!(pipeline = %self.pipeline.name, "unreadable max-delivery advisory");
             return;
         };
-        if self.done.contains(&a.stream_seq) || self.inflight.contains_key(&a.stream_seq) {
-            return; // handled, or held and about to be
-        }
         let Some(stream) = &self.stream else { return };
         let msg = match stream.get_raw_message(a.stream_seq).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(pipeline = %self.pipeline.name, seq = a.stream_seq, error = %e, "message past max_deliver is gone from the stream; not dead-lettered");
+                if !self.done.contains(a.stream_seq) && !self.inflight.contains_key(&a.stream_seq) {
+                    tracing::error!(pipeline = %self.pipeline.name, seq = a.stream_seq, error = %e, "message past max_deliver is gone from the stream; not dead-lettered");
+                }
                 return;
             }
         };
-        tracing::warn!(pipeline = %self.pipeline.name, seq = a.stream_seq, deliveries = a.deliveries, "message past max_deliver dead-lettered");
-        let origin = Origin { stream: &self.pipeline.source.stream, seq: a.stream_seq, subject: msg.subject.as_str() };
+        let (seq, subject) = match &self.lane {
+            Some(_) => (
+                crate::source::upstream::origin_seq(Some(&msg.headers)).unwrap_or(a.stream_seq),
+                crate::source::partitions::original_subject(msg.subject.as_str()),
+            ),
+            None => (a.stream_seq, msg.subject.as_str()),
+        };
+        if self.done.contains(seq) || self.inflight.contains_key(&seq) {
+            return; // handled, or held and about to be
+        }
+        tracing::warn!(pipeline = %self.pipeline.name, seq, deliveries = a.deliveries, "message past max_deliver dead-lettered");
+        let origin = Origin { stream: &self.origin_stream, seq, subject };
         let detail = format!("delivered {} times without being acknowledged (max_deliver)", a.deliveries);
         self.stats.dead_letter("max_deliver");
-        let out = output::dead_letter(&self.pipeline, origin, Some(&msg.headers), msg.payload, "max_deliver", &detail);
+        let payload = msg.payload.clone();
+        let out = output::dead_letter(&self.pipeline, origin, Some(&msg.headers), payload, "max_deliver", &detail);
         commit.dead_letters.push(out);
     }
 }

@@ -30,7 +30,7 @@ impl Worker {
         // is still on its way finds its windows open.
         if self.stats.upstream_silent.get() == 1
             || self.stats.nats_connected.get() == 0
-            || self.stats.deliveries_missing(&self.received, now, DELIVERY_GRACE)
+            || self.stats.deliveries_missing(&self.received, &self.consumers, now, DELIVERY_GRACE)
         {
             for op in &mut self.ops {
                 op.hold_idle(now);
