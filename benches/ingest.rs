@@ -23,37 +23,6 @@ use stator::nats_server::NatsServer;
 use stator_engine::config;
 use stator_engine::worker::{self, RunMode, Stats};
 
-const PIPELINE: &str = r#"
-[pipeline]
-name = "bench"
-
-[source]
-url = "${NATS_URL}"
-stream = "TELEMETRY"
-durable = "bench-pipeline"
-create_consumer = true
-
-[[window]]
-name = "rms_10s"
-key = ["site", "machine", "sensor"]
-tumbling = "10s"
-allowed_lateness = "5s"
-idle_timeout = "1h"
-aggregates = ["count", "mean", "min", "max", "rms", "stddev", "peak_to_peak"]
-
-[[alert]]
-name = "vibration-rms"
-window = "rms_10s"
-metric = "rms"
-warning = 2.8
-critical = 4.5
-clear_below = 2.5
-for_windows = 2
-subject = "acme.{site}.alert.vibration.{machine}"
-"#;
-
-const T0: i64 = 1_795_334_400_000;
-
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let readings: usize = std::env::var("STATOR_BENCH_READINGS")
@@ -118,7 +87,7 @@ async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usiz
         (0..machines).map(move |m| {
             let drift = m % 50 == 0;
             let value = if drift { 1.5 + 4.0 * s as f64 / per_machine as f64 } else { 1.5 + (m % 7) as f64 * 0.1 };
-            let (subject, payload) = plant::rms_reading(m, 4, T0 + s as i64 * 1000, value);
+            let (subject, payload) = plant::rms_reading(m, 4, plant::T0 + s as i64 * 1000, value);
             (subject, PublishMessage::build().payload(payload).message_id(format!("{m}-{s}")))
         })
     });
@@ -138,7 +107,7 @@ async fn raw_consumer(js: &jetstream::Context, total: u64) -> Duration {
 async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64, durable: &str, extra: &str) -> Duration {
     let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
     // Each run its own pipeline name, so each has its own alert state.
-    let text = PIPELINE
+    let text = plant::PIPELINE
         .replace("durable = \"bench-pipeline\"", &format!("durable = \"{durable}\""))
         .replace("name = \"bench\"", &format!("name = \"{durable}\""))
         + extra;

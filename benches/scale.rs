@@ -19,7 +19,6 @@ mod plant;
 mod report;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -27,38 +26,17 @@ use stator::nats_server::NatsServer;
 use stator_engine::config::{self, Pipeline};
 use stator_engine::source::{self, ConsumerSpec, members, partitions};
 
-const PIPELINE: &str = r#"
-[pipeline]
-name = "scale"
+/// The ingest bench's pipeline, on the readings only, with `partitions` to set.
+fn pipeline_text(name: &str, partitions: u32) -> String {
+    plant::PIPELINE
+        .replace("name = \"bench\"", &format!("name = \"{name}\""))
+        .replace("durable = \"bench-pipeline\"", &format!("durable = \"{name}\""))
+        .replace(
+            "create_consumer = true",
+            &format!("create_consumer = true\nfilter_subjects = [\"{FILTER}\"]\npartitions = {partitions}"),
+        )
+}
 
-[source]
-url = "${NATS_URL}"
-stream = "TELEMETRY"
-durable = "scale"
-create_consumer = true
-filter_subjects = ["acme.*.*.*.*.*.vibration.rms"]
-partitions = 1
-
-[[window]]
-name = "rms_10s"
-key = ["site", "machine", "sensor"]
-tumbling = "10s"
-allowed_lateness = "5s"
-idle_timeout = "1h"
-aggregates = ["count", "mean", "min", "max", "rms", "stddev", "peak_to_peak"]
-
-[[alert]]
-name = "vibration-rms"
-window = "rms_10s"
-metric = "rms"
-warning = 2.8
-critical = 4.5
-clear_below = 2.5
-for_windows = 2
-subject = "acme.{site}.alert.vibration.{machine}"
-"#;
-
-const T0: i64 = 1_795_334_400_000;
 const MACHINES: usize = 1_000;
 
 fn main() {
@@ -71,13 +49,15 @@ fn main() {
     rt.block_on(run(readings));
 }
 
-/// One measured setting: readings per second, and CPU microseconds per reading.
+/// One measured setting: readings per second, CPU microseconds per reading, and the rate at
+/// which the server copied the readings into the partitioned stream.
 struct Row {
     partitions: u32,
     workers: usize,
     rate: f64,
     worker_us: f64,
     server_us: f64,
+    copy: Option<f64>,
 }
 
 async fn run(readings: usize) {
@@ -93,41 +73,58 @@ async fn run(readings: usize) {
     let msgs = (0..per_machine).flat_map(|s| {
         (0..MACHINES).map(move |m| {
             let value = 1.5 + (m % 7) as f64 * 0.1;
-            let (subject, payload) = plant::rms_reading(m, 4, T0 + s as i64 * 1000, value);
+            let (subject, payload) = plant::rms_reading(m, 4, plant::T0 + s as i64 * 1000, value);
             (subject, PublishMessage::build().payload(payload).message_id(format!("{m}-{s}")))
         })
     });
     plant::publish_all(&js, msgs).await;
     eprintln!("loaded {total} readings in {:.1?}", load.elapsed());
 
-    let cpu0 = cpu(server_pid);
-    let raw = plant::raw_drain(&js, "scale-raw", &[], total).await;
-    let raw_server = cpu(server_pid).saturating_sub(cpu0);
+    // The ceilings: bare consumers of the whole stream, with the pipeline's filter, and on a
+    // stream partitioned as the pipeline's (one per partition, all at once).
+    let whole = bare(server_pid, total, plant::raw_drain(&js, "scale-raw", &[], total)).await;
+    let filtered = bare(server_pid, total, plant::raw_drain(&js, "scale-raw-filtered", &[FILTER], total)).await;
+    let text = pipeline_text("scale-bare", 4);
+    let env = |v: &str| (v == "NATS_URL").then(|| server.url());
+    let raw_pipeline = config::load_str(Path::new("raw.toml"), &text, &env).expect("pipeline").pipeline;
+    let (derived, specs, _) = consumers_of(&js, &raw_pipeline, total).await;
+    let drains = specs.iter().map(|c| {
+        let filters = [c.filters[0].as_str()];
+        let (derived, durable) = (&derived, format!("raw-{}", c.durable));
+        async move { plant::raw_drain_on(derived, &durable, &filters, None).await }
+    });
+    let partitioned = bare(server_pid, total, futures::future::join_all(drains)).await;
     let mut rows = Vec::new();
     for (partitions, workers) in [(1, 1), (4, 1), (4, 2), (4, 4)] {
         rows.push(measure(&js, &server.url(), server_pid, total, partitions, workers).await);
     }
 
-    let raw_rate = total as f64 / raw.as_secs_f64();
-    let raw_server_us = raw_server.as_secs_f64() * 1e6 / total as f64;
-    let one = rows.iter().find(|r| r.partitions == 4 && r.workers == 1).map_or(raw_rate, |r| r.rate);
+    let one = rows.iter().find(|r| r.partitions == 4 && r.workers == 1).map_or(1.0, |r| r.rate);
     let mut table = String::from(
-        "| setting | msg/s | / 1 worker (4 partitions) | / bare consumer | worker CPU µs/msg | server CPU µs/msg |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| setting | msg/s | / 1 worker (4 partitions) | / bare consumers, same stream and filters | worker CPU µs/msg | server CPU µs/msg | copy into the partitioned stream (msg/s) |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
-    table += &format!("| bare consumer | {raw_rate:.0} | | 1.00 | | {raw_server_us:.1} |\n");
+    for (name, r) in [
+        ("bare consumer, whole stream", &whole),
+        ("bare consumer, the pipeline's filter", &filtered),
+        ("4 bare consumers, the partitioned stream", &partitioned),
+    ] {
+        table += &format!("| {name} | {:.0} | | 1.00 | | {:.1} | |\n", r.rate, r.server_us);
+    }
     for r in &rows {
+        let ceiling = if r.partitions == 1 { &filtered } else { &partitioned };
         table += &format!(
-            "| {} partition{}, {} worker{} | {:.0} | {:.2} | **{:.2}** | {:.1} | {:.1} |\n",
+            "| {} partition{}, {} worker{} | {:.0} | {:.2} | **{:.2}** | {:.1} | {:.1} | {} |\n",
             r.partitions,
             if r.partitions == 1 { "" } else { "s" },
             r.workers,
             if r.workers == 1 { "" } else { "s" },
             r.rate,
             r.rate / one,
-            r.rate / raw_rate,
+            r.rate / ceiling.rate,
             r.worker_us,
             r.server_us,
+            r.copy.map_or(String::new(), |c| format!("{c:.0}")),
         );
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -135,6 +132,24 @@ async fn run(readings: usize) {
         "\n{total} readings, {MACHINES} machines; {cores} cores shared by the server, the workers and this bench.\n"
     );
     report::publish("scale", &table);
+}
+
+/// The subjects the pipeline reads.
+const FILTER: &str = "acme.*.*.*.*.*.vibration.rms";
+
+/// A bare drain of `total` readings: its rate and the server's CPU per reading.
+async fn bare<T>(server_pid: u32, total: u64, drain: impl std::future::Future<Output = T>) -> Row {
+    let (cpu0, started) = (cpu(server_pid), Instant::now());
+    drain.await;
+    let (elapsed, server) = (started.elapsed(), cpu(server_pid).saturating_sub(cpu0));
+    Row {
+        partitions: 0,
+        workers: 0,
+        rate: total as f64 / elapsed.as_secs_f64(),
+        worker_us: 0.0,
+        server_us: server.as_secs_f64() * 1e6 / total as f64,
+        copy: None,
+    }
 }
 
 async fn measure(
@@ -146,10 +161,7 @@ async fn measure(
     workers: usize,
 ) -> Row {
     let name = format!("scale-p{partitions}-w{workers}");
-    let text = PIPELINE
-        .replace("name = \"scale\"", &format!("name = \"{name}\""))
-        .replace("durable = \"scale\"", &format!("durable = \"{name}\""))
-        .replace("partitions = 1", &format!("partitions = {partitions}"));
+    let text = pipeline_text(&name, partitions);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scale.toml");
     std::fs::write(&file, &text).expect("pipeline file");
@@ -158,7 +170,7 @@ async fn measure(
 
     // The consumers exist before the workers, paused: the clock starts with every worker in
     // place and the partitioned stream filled.
-    let (stream, specs) = consumers_of(js, &pipeline, total).await;
+    let (stream, specs, copy) = consumers_of(js, &pipeline, total).await;
     for c in &specs {
         let mut config = source::consumer_config(&pipeline, c);
         config.pause_until = Some(time::OffsetDateTime::now_utc() + Duration::from_secs(3600));
@@ -166,15 +178,7 @@ async fn measure(
     }
     let mut children = Vec::new();
     for _ in 0..workers {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
-            .args(["run", file.to_str().expect("utf-8")])
-            .env("NATS_URL", url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("stator run");
+        let child = plant::stator_run(&[file.to_str().expect("utf-8")], url).spawn().expect("stator run");
         children.push(child);
     }
     let pids: Vec<u32> = children.iter().map(|c| c.id().expect("pid")).collect();
@@ -225,20 +229,21 @@ async fn measure(
         rate: timed / elapsed.as_secs_f64(),
         worker_us: worker_cpu.as_secs_f64() * 1e6 / timed,
         server_us: server_cpu.as_secs_f64() * 1e6 / timed,
+        copy: copy.map(|d| total as f64 / d.as_secs_f64()),
     }
 }
 
 /// The stream the pipeline's consumers are on, and those consumers: TELEMETRY's, or the
 /// partitioned stream (created here as a worker would, and waited for until it has copied
-/// every reading) and one consumer per partition.
+/// every reading: how long that took) and one consumer per partition.
 async fn consumers_of(
     js: &jetstream::Context,
     pipeline: &Pipeline,
     total: u64,
-) -> (jetstream::stream::Stream, Vec<ConsumerSpec>) {
+) -> (jetstream::stream::Stream, Vec<ConsumerSpec>, Option<Duration>) {
     let mut origin = js.get_stream("TELEMETRY").await.expect("stream");
     if pipeline.source.partitions == 1 {
-        return (origin, source::consumer_specs(pipeline));
+        return (origin, source::consumer_specs(pipeline), None);
     }
     let mut derived = partitions::ensure(js, pipeline, &mut origin).await.expect("partitioned stream");
     let copying = Instant::now();
@@ -246,17 +251,23 @@ async fn consumers_of(
         assert!(copying.elapsed() < Duration::from_secs(600), "the partitioned stream is not filled");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("{}: copied {total} readings in {:.1?}", pipeline.name, copying.elapsed());
+    let copied = copying.elapsed();
+    eprintln!("{}: copied {total} readings in {copied:.1?}", pipeline.name);
     let specs = (0..pipeline.source.partitions)
         .map(|p| ConsumerSpec { durable: partitions::durable(pipeline, p), filters: vec![partitions::filter(p)] })
         .collect();
-    (derived, specs)
+    (derived, specs, Some(copied))
 }
 
+/// A worker and the consumers it runs.
+type Share = (String, Vec<String>);
+
 /// Waits until `workers` workers are on the pipeline's roll and, partitioned, each partition is
-/// run by exactly one of them (as they announce it).
+/// run by exactly one of them (as they announce it), the same for a whole announcement period:
+/// a partition moving once the clock runs would cost the new owner a held watermark.
 async fn wait_for_shares(js: &jetstream::Context, pipeline: &Pipeline, specs: &[ConsumerSpec], workers: usize) {
     let started = Instant::now();
+    let mut settled: Option<(Vec<Share>, Instant)> = None;
     loop {
         if let Ok(store) = js.get_key_value(members::BUCKET).await
             && let Ok(roll) = members::list(&store, &pipeline.name).await
@@ -264,9 +275,15 @@ async fn wait_for_shares(js: &jetstream::Context, pipeline: &Pipeline, specs: &[
             let mut running: Vec<&String> = roll.iter().flat_map(|m| &m.consumers).collect();
             running.sort();
             let want: Vec<&String> = specs.iter().map(|c| &c.durable).collect();
-            let shared = pipeline.source.partitions == 1 || running == want;
-            if roll.len() == workers && shared {
-                return;
+            let shared = roll.len() == workers && (pipeline.source.partitions == 1 || running == want);
+            let shares: Vec<Share> = roll.into_iter().map(|m| (m.worker, m.consumers)).collect();
+            match &settled {
+                Some((same, since)) if shared && *same == shares => {
+                    if since.elapsed() > members::ANNOUNCE_EVERY * 2 {
+                        return;
+                    }
+                }
+                _ => settled = shared.then(|| (shares, Instant::now())),
             }
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{}: workers did not take their shares", pipeline.name);

@@ -17,7 +17,6 @@ mod plant;
 #[path = "report/mod.rs"]
 mod report;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -155,14 +154,8 @@ async fn run(size: &Size) -> Measured {
     let raw = raw_catch_up(&js, total).await;
     let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
     let listen = format!("127.0.0.1:{}", stator::nats_server::free_port().expect("port"));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"))
-        .args(["run", "--listen", &listen, LINE_HEALTH])
-        .env("NATS_URL", server.url())
+    let mut child = plant::stator_run(&["--listen", &listen, LINE_HEALTH], &server.url())
         .env("STATOR_ARCHIVE", dir.path().join("archive"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("stator run");
     let pid = child.id().expect("pid");

@@ -1,6 +1,8 @@
 //! The telemetry the end-to-end benches publish: spindle RMS readings of a simulated plant,
 //! in the shape the reference articles give (`acme.{site}.{area}.{line}.{machine}.spindle.vibration.rms`).
 
+#![allow(dead_code, reason = "each bench includes this module and uses a part of it")]
+
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,17 @@ pub(crate) async fn publish_all(js: &jetstream::Context, msgs: impl Iterator<Ite
 /// every message, until it has received `total`. The time that took.
 pub(crate) async fn raw_drain(js: &jetstream::Context, durable: &str, filters: &[&str], total: u64) -> Duration {
     let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    raw_drain_on(&stream, durable, filters, Some(total)).await
+}
+
+/// [`raw_drain`] on `stream`, until it has received `total`, or (`None`) as many as the new
+/// consumer has pending.
+pub(crate) async fn raw_drain_on(
+    stream: &jetstream::stream::Stream,
+    durable: &str,
+    filters: &[&str],
+    total: Option<u64>,
+) -> Duration {
     let mut config = pull::Config {
         durable_name: Some(durable.into()),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -47,7 +60,11 @@ pub(crate) async fn raw_drain(js: &jetstream::Context, durable: &str, filters: &
         [one] => config.filter_subject = (*one).to_owned(),
         many => config.filter_subjects = many.iter().map(|f| (*f).to_owned()).collect(),
     }
-    let consumer: jetstream::consumer::PullConsumer = stream.create_consumer(config).await.expect("consumer");
+    let mut consumer: jetstream::consumer::PullConsumer = stream.create_consumer(config).await.expect("consumer");
+    let total = match total {
+        Some(total) => total,
+        None => consumer.info().await.expect("consumer info").num_pending,
+    };
     let start = Instant::now();
     let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
     for _ in 0..total {
@@ -55,4 +72,53 @@ pub(crate) async fn raw_drain(js: &jetstream::Context, durable: &str, filters: &
         msg.ack().await.expect("ack");
     }
     start.elapsed()
+}
+
+/// The pipeline the throughput benches run: `line-health`'s RMS windows with more aggregates
+/// and its alert rule, over the whole stream, its consumer created.
+pub(crate) const PIPELINE: &str = r#"
+[pipeline]
+name = "bench"
+
+[source]
+url = "${NATS_URL}"
+stream = "TELEMETRY"
+durable = "bench-pipeline"
+create_consumer = true
+
+[[window]]
+name = "rms_10s"
+key = ["site", "machine", "sensor"]
+tumbling = "10s"
+allowed_lateness = "5s"
+idle_timeout = "1h"
+aggregates = ["count", "mean", "min", "max", "rms", "stddev", "peak_to_peak"]
+
+[[alert]]
+name = "vibration-rms"
+window = "rms_10s"
+metric = "rms"
+warning = 2.8
+critical = 4.5
+clear_below = 2.5
+for_windows = 2
+subject = "acme.{site}.alert.vibration.{machine}"
+"#;
+
+/// Event time of the first reading: 2026-11-22T08:00:00Z.
+pub(crate) const T0: i64 = 1_795_334_400_000;
+
+/// `stator run` with `args`, talking to `url`, logging warnings to this process's stderr,
+/// killed when dropped.
+pub(crate) fn stator_run(args: &[&str], url: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_stator"));
+    command
+        .args(["run"])
+        .args(args)
+        .env("NATS_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    command
 }

@@ -56,17 +56,21 @@ fn broken_pipelines_give_the_expected_errors_with_positions() {
     }
 }
 
+/// What `stator validate --needs FILE` prints.
+fn needs(file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .env("NATS_URL", "nats://127.0.0.1:4222")
+        .args(["validate", "--needs", file])
+        .output()
+        .expect("stator validate runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
 #[test]
 fn validate_says_what_a_pipeline_needs_from_the_server() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
-        .current_dir(root)
-        .env("NATS_URL", "nats://127.0.0.1:4222")
-        .args(["validate", "--needs", "pipelines/line-health.toml"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = needs("pipelines/line-health.toml");
     for needed in [
         "needs: nats-server 2.11 or newer",
         "needs: stream `TELEMETRY` must exist",
@@ -76,15 +80,7 @@ fn validate_says_what_a_pipeline_needs_from_the_server() {
     ] {
         assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
     }
-
-    let out = Command::new(env!("CARGO_BIN_EXE_stator"))
-        .current_dir(root)
-        .env("NATS_URL", "nats://127.0.0.1:4222")
-        .args(["validate", "--needs", "pipelines/fleet-rms.toml"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = needs("pipelines/fleet-rms.toml");
     for needed in [
         "needs: stream `STATOR_TELEMETRY_fleet-rms` (created when missing): sources `TELEMETRY`",
         "-> `{{partition(8,1,4)}}.acme.{{wildcard(1)}}.",

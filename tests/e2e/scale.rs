@@ -287,16 +287,7 @@ async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_o
     let text = rms_pipeline("2s", 1, "2s").replace("ack_wait = \"30s\"", "ack_wait = \"13s\"") + &archived(&archive);
     std::fs::write(&file, &text).expect("pipeline file");
     let p = pipeline(&text, &server.url());
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
-            .arg("run")
-            .arg(&file)
-            .env("NATS_URL", server.url())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("stator run")
-    };
+    let start = || stator_run(&file, &server.url());
     let mut children = Children(vec![start(), start()]);
     let first = readings(0, SECONDS / 2);
     publish(&js, &first).await;
@@ -325,19 +316,7 @@ async fn stator_run_processes_share_a_file_and_survive_a_sigkill_of_the_active_o
     })
     .await;
     check_outputs(&js, &archive).await;
-    for c in &mut children.0 {
-        let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
-        assert!(term.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "stator run did not stop within 30 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert_eq!(status.code(), Some(0));
-    }
+    children.stop().await;
 }
 
 const PARTITIONS: u32 = 4;
@@ -457,16 +436,7 @@ async fn three_partitioned_stator_run_processes_survive_a_sigkill_and_a_late_joi
         + &archived(&archive);
     std::fs::write(&file, &text).expect("pipeline file");
     let p = pipeline(&text, &server.url());
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
-            .arg("run")
-            .arg(&file)
-            .env("NATS_URL", server.url())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("stator run")
-    };
+    let start = || stator_run(&file, &server.url());
     let mut children = Children(vec![start(), start(), start()]);
     let first = readings(0, SECONDS / 2);
     publish(&js, &first).await;
@@ -482,30 +452,51 @@ async fn three_partitioned_stator_run_processes_survive_a_sigkill_and_a_late_joi
     publish(&js, &readings(SECONDS / 2, SECONDS * 3 / 4)).await;
     children.0.push(start());
     publish(&js, &readings(SECONDS * 3 / 4, SECONDS)).await;
+    // The joiner took its share of the rest: every worker on the roll, the joiner included,
+    // has fetched readings (their own counts, as they announce them).
     wait_until(Duration::from_secs(120), "everything processed, three workers each on two partitions", || async {
-        partitioned_backlog(&js, N).await == 0 && shared(&p, 3).await
+        partitioned_backlog(&js, N).await == 0 && shared(&p, 3).await && working().await
     })
     .await;
     let text = stator::status::render(&[stator::status::from_jetstream(&p).await.expect("status")]);
     assert!(text.contains("partition test-rms-p5: on "), "{text}");
     check_outputs(&js, &archive).await;
-    for c in &mut children.0 {
-        let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
-        assert!(term.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "stator run did not stop within 30 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert_eq!(status.code(), Some(0));
-    }
+    children.stop().await;
+}
+
+/// `stator run FILE` against `url`, its output discarded.
+fn stator_run(file: &std::path::Path, url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stator"))
+        .arg("run")
+        .arg(file)
+        .env("NATS_URL", url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("stator run")
 }
 
 /// `stator run` processes, killed when the test ends, also when it fails.
 struct Children(Vec<std::process::Child>);
+
+impl Children {
+    /// Stops each with SIGTERM, as systemd would; each must exit 0 within 30 s.
+    async fn stop(mut self) {
+        for c in &mut self.0 {
+            let term = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill");
+            assert!(term.success());
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(status) = c.try_wait().expect("wait") {
+                    break status;
+                }
+                assert!(std::time::Instant::now() < deadline, "stator run did not stop within 30 s of SIGTERM");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(status.code(), Some(0));
+        }
+    }
+}
 
 impl Drop for Children {
     fn drop(&mut self) {

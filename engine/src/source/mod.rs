@@ -204,7 +204,7 @@ fn partition_requirements(pipeline: &Pipeline, out: &mut Vec<String>) {
         .map(|f| format!("`{f}` -> `{}`", spec.template.partitioned(f, &by, spec.partitions).unwrap_or_default()))
         .collect();
     out.push(format!(
-        "stream `{}` ({how}): sources `{}` through the subject transform {}, with work-queue retention and the source's storage, replicas and max_age; `{}` itself is not changed",
+        "stream `{}` ({how}): sources `{}` through the subject transform {}, with work-queue retention and the source's storage, replicas and max_age (no byte limit); `{}` itself is not changed",
         partitions::stream_name(pipeline),
         spec.stream,
         transforms.join(", "),

@@ -64,7 +64,8 @@ pub fn key_fields(pipeline: &Pipeline) -> Vec<String> {
 }
 
 /// The derived stream's config for `pipeline`, sourcing `origin` (whose storage, replicas
-/// and age limit it takes) from `start` on.
+/// and age limit it takes; not its byte limit, which JetStream reserves up front) from
+/// `start` on.
 pub fn stream_config(pipeline: &Pipeline, origin: &stream::Config, start: Start) -> Result<stream::Config, String> {
     let n = pipeline.source.partitions;
     let by = key_fields(pipeline);
@@ -86,8 +87,9 @@ pub fn stream_config(pipeline: &Pipeline, origin: &stream::Config, start: Start)
         retention: stream::RetentionPolicy::WorkQueue,
         storage: origin.storage,
         num_replicas: origin.num_replicas,
+        // Not its max_bytes: a stream's byte limit is reserved in the account up front, and
+        // this one holds only what the workers have not processed yet.
         max_age: origin.max_age,
-        max_bytes: origin.max_bytes,
         discard: stream::DiscardPolicy::Old,
         sources: Some(vec![stream::Source {
             name: origin.name.clone(),
@@ -161,8 +163,11 @@ pub async fn ensure(
                     tracing::info!(pipeline = %pipeline.name, stream = %name, partitions = pipeline.source.partitions, ?start, "created the partitioned stream");
                     Ok(s)
                 }
-                // Another worker created it at the same moment.
-                Err(_) => js.get_stream(&name).await.map_err(|e| SourceError::Nats(e.to_string())),
+                // Another worker created it at the same moment, or the server refuses it.
+                Err(create) => js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|_| SourceError::Nats(format!("creating stream `{name}`: {create}"))),
             }
         }
     }
