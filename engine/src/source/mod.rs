@@ -231,18 +231,27 @@ fn partition_requirements(pipeline: &Pipeline, out: &mut Vec<String>) {
 /// # Errors
 /// See [`SourceError`].
 pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<Vec<Bound>, SourceError> {
-    let spec = &pipeline.source;
-    let stream = js.get_stream(&spec.stream).await.map_err(|e| match e.kind() {
-        jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-            SourceError::NoStream(spec.stream.clone())
-        }
-        _ => SourceError::Nats(e.to_string()),
-    })?;
+    let stream = stream(js, &pipeline.source.stream).await?;
     let mut bound = Vec::new();
     for c in specs_in_use(&stream, pipeline).await? {
         bound.push(bind_one(&stream, pipeline, c).await?);
     }
     Ok(bound)
+}
+
+/// Stream `name`.
+///
+/// # Errors
+/// [`SourceError::NoStream`] when it does not exist, [`SourceError::Nats`] when the server
+/// does not answer.
+pub async fn stream(js: &jetstream::Context, name: &str) -> Result<jetstream::stream::Stream, SourceError> {
+    js.get_stream(name).await.map_err(|e| {
+        if partitions::stream_missing(e.kind()) {
+            SourceError::NoStream(name.to_owned())
+        } else {
+            SourceError::Nats(e.to_string())
+        }
+    })
 }
 
 /// A pipeline's consumers together, as the server counts them.

@@ -177,7 +177,8 @@ fn incompatible(pipeline: &Pipeline, stream: &str, problems: String) -> SourceEr
     SourceError::Incompatible { stream: stream.to_owned(), durable: pipeline.source.durable.clone(), problems }
 }
 
-fn stream_missing(kind: jetstream::context::GetStreamErrorKind) -> bool {
+/// Whether getting a stream failed because it does not exist.
+pub(super) fn stream_missing(kind: jetstream::context::GetStreamErrorKind) -> bool {
     matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 

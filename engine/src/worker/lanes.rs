@@ -15,7 +15,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::{Lane, RunMode, Stats, WorkerError, lifecycle};
 use crate::config::Pipeline;
 use crate::source::members::{self, Roll};
-use crate::source::{SourceError, partitions};
+use crate::source::{self, SourceError, partitions};
 
 /// Runs `pipeline` on `client` until `shutdown` turns true (or, with [`RunMode::Drain`], until
 /// it has processed everything), then stops cleanly: no more fetching, in-flight outputs
@@ -68,14 +68,7 @@ impl Keeper {
         let name = pipeline.name.clone();
         let source_err = |source| WorkerError::Source { pipeline: name.clone(), source };
         let js = jetstream::new(client.clone());
-        let mut origin = js.get_stream(&pipeline.source.stream).await.map_err(|e| match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                source_err(SourceError::NoStream(pipeline.source.stream.clone()))
-            }
-            _ => source_err(SourceError::Nats(e.to_string())),
-        })?;
+        let mut origin = source::stream(&js, &pipeline.source.stream).await.map_err(source_err)?;
         let derived = partitions::ensure(&js, &pipeline, &mut origin).await.map_err(source_err)?;
         let derived = derived.cached_info().config.name.clone();
         let n = pipeline.source.partitions;
@@ -199,11 +192,7 @@ impl Keeper {
 
     fn spawn(&mut self, p: u32) {
         let (tx, rx) = watch::channel(false);
-        let lane = Lane {
-            origin: self.origin.clone(),
-            origin_name: self.pipeline.source.stream.clone(),
-            roll: self.roll.clone(),
-        };
+        let lane = Lane { origin: self.origin.clone(), roll: self.roll.clone() };
         let view = Arc::new(view_of(&self.pipeline, p, &self.derived));
         let run = lifecycle::run(view, self.client.clone(), rx, self.stats.clone(), self.mode, Some(lane));
         tracing::info!(pipeline = %self.pipeline.name, partition = p, "running the partition");

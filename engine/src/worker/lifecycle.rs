@@ -95,7 +95,7 @@ pub(super) async fn run(
         consumers: bound.iter().map(|b| b.spec.durable.clone()).collect(),
         done: Done::new((ack_wait * 2).max(Duration::from_secs(60)), Instant::now()),
         delivered_upto: 0,
-        origin_stream: lane.as_ref().map_or(&pipeline.source.stream, |l| &l.origin_name).as_str().into(),
+        origin_stream: origin_name(&pipeline, lane.as_ref()).into(),
         lane: lane.clone(),
         states,
         barrier,
@@ -123,8 +123,7 @@ pub(super) async fn run(
             };
             check_roll(&pipeline, spec, &consumer_config);
             tracing::info!(pipeline = %name, archive = %spec.url, "archiving");
-            let origin = lane.as_ref().map_or(&pipeline.source.stream, |l| &l.origin_name);
-            let writer = archive::Writer::new(location, &name, origin, layout.clone())
+            let writer = archive::Writer::new(location, &name, origin_name(&pipeline, lane.as_ref()), layout.clone())
                 .with_health(stats.archive_available.clone());
             (Some(Sink::new(spec.clone(), layout, raw)), Some(writer))
         }
@@ -223,6 +222,12 @@ pub(super) async fn run(
         return Err(WorkerError::NotDrained { pipeline: name, reason });
     }
     result
+}
+
+/// The stream messages are known in: the pipeline's, also for a partition (whose view of the
+/// pipeline names the partitioned stream).
+fn origin_name<'a>(pipeline: &'a Pipeline, lane: Option<&'a Lane>) -> &'a str {
+    lane.map_or(&pipeline.source.stream, |l| &l.origin.cached_info().config.name)
 }
 
 /// Says (at info level: both are handled, and the defaults meet the first) when files will

@@ -154,8 +154,6 @@ struct Worker {
 pub(crate) struct Lane {
     /// The pipeline's stream, which the partitioned stream copies.
     pub(crate) origin: jetstream::stream::Stream,
-    /// Its name.
-    pub(crate) origin_name: String,
     /// This worker's entry on the pipeline's roll (kept by [`lanes`]).
     pub(crate) roll: Option<crate::source::members::Roll>,
 }
