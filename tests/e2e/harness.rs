@@ -59,13 +59,26 @@ pub struct TestCluster {
 impl TestCluster {
     pub async fn start(size: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // A free port is only free when it is picked: another process may take it before the
+        // node binds it. Then the nodes are started again on new ports.
+        for attempt in 0.. {
+            match Self::start_nodes(&dir.path().join(format!("try{attempt}")), size) {
+                Ok(nodes) => return Self { nodes, _dir: dir },
+                Err(e) if attempt < 4 && e.contains("address already in use") => continue,
+                Err(e) => panic!("cluster node starts: {e}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn start_nodes(dir: &std::path::Path, size: usize) -> Result<Vec<NatsServer>, String> {
         let port = || stator::nats_server::free_port().expect("port");
         let client_ports: Vec<u16> = (0..size).map(|_| port()).collect();
         let route_ports: Vec<u16> = (0..size).map(|_| port()).collect();
         let routes: Vec<String> = route_ports.iter().map(|p| format!("\"nats-route://127.0.0.1:{p}\"")).collect();
-        let nodes = (0..size)
+        (0..size)
             .map(|i| {
-                let node_dir = dir.path().join(format!("n{i}"));
+                let node_dir = dir.join(format!("n{i}"));
                 std::fs::create_dir_all(&node_dir).expect("node dir");
                 let extra = format!(
                     "cluster {{\n  name: \"stator\"\n  listen: \"127.0.0.1:{}\"\n  routes: [{}]\n}}",
@@ -73,10 +86,9 @@ impl TestCluster {
                     routes.join(", ")
                 );
                 let config = ServerConfig { name: format!("n{i}"), port: client_ports[i], extra, ..Default::default() };
-                NatsServer::start_with(&node_dir, &config).expect("cluster node starts")
+                NatsServer::start_with(&node_dir, &config).map_err(|e| format!("{e:?}"))
             })
-            .collect();
-        Self { nodes, _dir: dir }
+            .collect()
     }
 
     /// All client URLs, comma-separated, as a pipeline's `url` takes them.
