@@ -11,9 +11,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
 use futures::StreamExt;
 
 use crate::archive::ArchiveLocation;
+
+mod counts;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,13 @@ pub enum QueryError {
 /// # Errors
 /// [`QueryError`] when the archive cannot be listed or a table's schema read.
 pub async fn session(location: &ArchiveLocation) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_information_schema(true));
+    let config = datafusion::prelude::SessionConfig::new().with_information_schema(true);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(counts::PartitionCounts))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     // Local archives are read through DataFusion's own file system store at their absolute
     // path; cloud stores are registered under their bucket URL.
     if !location.store_url.starts_with("file://") {
@@ -212,6 +221,73 @@ mod tests {
         assert_eq!(metric(&plan, "files_processed"), [1], "3 of 4 partitions pruned by site and hour:\n{plan}");
         let pages = metric(&plan, "page_index_pages_pruned");
         assert!(pages[0] >= 5 && pages[1] <= 2, "pages of other machines skipped: {pages:?}\n{plan}");
+    }
+
+    /// Rows of a query's answer, sorted, as text.
+    async fn answer(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = run(ctx, sql).await.unwrap();
+        let table = pretty_format_batches(&batches).unwrap().to_string();
+        let mut out: Vec<String> = table
+            .lines()
+            .skip(3)
+            .filter(|l| !l.starts_with('+'))
+            .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" "))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn counts_per_partition_come_from_the_file_footers_and_equal_a_scan() {
+        let (_dir, loc) = archive_with_two_partitions().await;
+        // A second file in munich's partition: its count adds to the first's.
+        let layout = Layout::of(&SubjectTemplate::parse(crate::subject::DEFAULT_SUBJECT_TEMPLATE).unwrap());
+        let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
+        let mut keys = Keys::default();
+        let key = keys.intern("cnc-009", || {
+            ["acme", "hall-a", "line-1", "cnc-009", "spindle", "vibration.rms"].map(|v| Some(v.to_owned())).to_vec()
+        });
+        let rows: Vec<Reading> = (0..5)
+            .map(|i| Reading { key, time_ms: 1_795_334_400_000 + i * 10, value: 0.5, seq: 500 + i as u64 })
+            .collect();
+        let file = encode(&cx, Table::Readings, &keys, &mut Rows::Readings(rows)).unwrap();
+        let path = object_path("readings", &Partition::of("munich", 1_795_334_400_000), "p", 500, 504);
+        loc.store.put(&loc.path(&path), file.bytes.into()).await.unwrap();
+        let ctx = session(&loc).await.unwrap();
+
+        for (counted, scanned) in [
+            (
+                "SELECT site, hour, count(*) FROM readings GROUP BY site, hour",
+                "SELECT site, hour, count(_seq) FROM readings GROUP BY site, hour",
+            ),
+            (
+                "SELECT hour, count(1) AS n FROM readings GROUP BY hour",
+                "SELECT hour, count(value) AS n FROM readings GROUP BY hour",
+            ),
+            (
+                "SELECT date, count(*) FROM readings WHERE site = 'munich' GROUP BY date",
+                "SELECT date, count(_seq) FROM readings WHERE site = 'munich' GROUP BY date",
+            ),
+        ] {
+            let plan = explain(&ctx, counted).await.unwrap();
+            assert!(!plan.contains("file_type=parquet"), "{counted} reads no file:\n{plan}");
+            let plan = explain(&ctx, scanned).await.unwrap();
+            assert!(plan.contains("file_type=parquet"), "{scanned} scans:\n{plan}");
+            assert_eq!(answer(&ctx, counted).await, answer(&ctx, scanned).await, "{counted}");
+        }
+        assert_eq!(answer(&ctx, "SELECT site, count(*) FROM readings GROUP BY site").await, ["berlin 6", "munich 11"]);
+        // A filter on the rows, or a key that is a column of the files: the rows are read.
+        for sql in [
+            "SELECT site, count(*) FROM readings WHERE value > 3 GROUP BY site",
+            "SELECT machine, count(*) FROM readings GROUP BY machine",
+        ] {
+            let plan = explain(&ctx, sql).await.unwrap();
+            assert!(plan.contains("file_type=parquet"), "{sql} scans:\n{plan}");
+        }
+        assert_eq!(
+            answer(&ctx, "SELECT site, count(*) FROM readings WHERE value > 3 GROUP BY site").await,
+            ["berlin 6", "munich 3"]
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 
 use super::rows::{AlertRow, FeatureRow, Keys, Rows, WindowRef};
 use super::table::{Layout, Table};
@@ -228,7 +229,8 @@ pub fn encode(cx: &FileContext<'_>, table: Table, keys: &Keys, rows: &mut Rows) 
         .flatten()
         .map(|i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: false })
         .collect();
-    let bytes = write(schema, &batch, sorting)?;
+    let bloom = Bloom { columns: &cx.layout.columns, distinct: keys.values.len().max(1) as u64 };
+    let bytes = write(schema, &batch, sorting, &bloom)?;
     Ok(Encoded { bytes, rows: n })
 }
 
@@ -301,8 +303,29 @@ fn alerts(cx: &FileContext<'_>, keys: &Keys, rows: &[AlertRow], columns: &mut Ve
     rows.len()
 }
 
-fn write(schema: SchemaRef, batch: &RecordBatch, sorting: Vec<SortingColumn>) -> Result<bytes::Bytes, String> {
-    let props = WriterProperties::builder()
+/// Bloom filters on the key columns, sized for the file's distinct keys: a row group's
+/// min/max of `machine` spans most machines of the file, so without them `machine = 'x'`
+/// still reads a page of every row group of a site where `x` never published.
+struct Bloom<'a> {
+    columns: &'a [String],
+    distinct: u64,
+}
+
+fn write(
+    schema: SchemaRef,
+    batch: &RecordBatch,
+    sorting: Vec<SortingColumn>,
+    bloom: &Bloom<'_>,
+) -> Result<bytes::Bytes, String> {
+    let mut props = WriterProperties::builder();
+    for column in bloom.columns {
+        let path = ColumnPath::from(column.as_str());
+        props = props
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_max_ndv(path.clone(), bloom.distinct)
+            .set_column_bloom_filter_fpp(path, 0.01);
+    }
+    let props = props
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| e.to_string())?))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -356,5 +379,35 @@ mod tests {
         assert_eq!(a.bytes, b.bytes);
         assert_eq!((a.rows, b.rows), (3, 3), "the duplicate sequence is dropped");
         assert_eq!(&a.bytes[..4], b"PAR1");
+    }
+
+    #[test]
+    fn key_columns_carry_bloom_filters_that_rule_out_absent_machines() {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        use datafusion::parquet::file::serialized_reader::ReadOptionsBuilder;
+        let layout = layout();
+        let cx = FileContext { pipeline: "p", stream: "TELEMETRY", layout: &layout };
+        let mut keys = Keys::default();
+        let rows = (0..100u64)
+            .map(|i| Reading {
+                key: keyed(&mut keys, &format!("m{}", i % 10)),
+                time_ms: i as i64,
+                value: 1.0,
+                seq: i + 1,
+            })
+            .collect();
+        let file = encode(&cx, Table::Readings, &keys, &mut Rows::Readings(rows)).unwrap();
+        let options = ReadOptionsBuilder::new().with_reader_properties(
+            datafusion::parquet::file::properties::ReaderProperties::builder().set_read_bloom_filter(true).build(),
+        );
+        let reader = SerializedFileReader::new_with_options(file.bytes, options.build()).unwrap();
+        let group = reader.get_row_group(0).unwrap();
+        let machine =
+            reader.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "machine");
+        let filter = group.get_column_bloom_filter(machine.unwrap()).expect("a bloom filter on machine");
+        assert!((0..10).all(|m| filter.check(&format!("m{m}").as_str())));
+        assert!(!filter.check(&"cnc-042"), "a machine that never published is ruled out");
+        let value = reader.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "value");
+        assert!(group.get_column_bloom_filter(value.unwrap()).is_none(), "only key columns have one");
     }
 }
