@@ -141,20 +141,8 @@ const QUERIES: [(&str, &str); 4] = [
 type Answer = Vec<Vec<serde_json::Value>>;
 
 fn answer(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Answer {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::DataType;
-    let mut rows = Vec::new();
-    for batch in batches {
-        let columns: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| datafusion::arrow::compute::cast(c, &DataType::Utf8).expect("cast to text"))
-            .collect();
-        for i in 0..batch.num_rows() {
-            rows.push(columns.iter().map(|c| value(c.as_string::<i32>().value(i))).collect());
-        }
-    }
-    sorted(rows)
+    let rows = query::text_rows(batches).expect("values as text");
+    sorted(rows.iter().map(|r| r.iter().map(|v| value(v)).collect()).collect())
 }
 
 /// Numbers compared to 12 significant digits (the engines sum in different orders).

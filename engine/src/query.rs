@@ -96,6 +96,24 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, Qu
     Ok(plan(ctx, sql).await?.collect().await?)
 }
 
+/// Every value of `batches` as text, row by row (as `stator query` prints them).
+///
+/// # Errors
+/// [`QueryError::DataFusion`] when a value cannot be displayed.
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, QueryError> {
+    let mut rows = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let row = b.columns().iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, r));
+            rows.push(
+                row.collect::<Result<_, _>>()
+                    .map_err(|e| datafusion::error::DataFusionError::ArrowError(Box::new(e), None))?,
+            );
+        }
+    }
+    Ok(rows)
+}
+
 /// Runs `sql` and returns its physical plan with the metrics of the run: files and row
 /// groups scanned and pruned (`files_ranges_pruned_statistics`,
 /// `row_groups_pruned_statistics`, `page_index_rows_pruned`...), rows and time per operator.
@@ -223,16 +241,10 @@ mod tests {
         assert!(pages[0] >= 5 && pages[1] <= 2, "pages of other machines skipped: {pages:?}\n{plan}");
     }
 
-    /// Rows of a query's answer, sorted, as text.
+    /// Rows of a query's answer, sorted, each as its values joined by spaces.
     async fn answer(ctx: &SessionContext, sql: &str) -> Vec<String> {
-        let batches = run(ctx, sql).await.unwrap();
-        let table = pretty_format_batches(&batches).unwrap().to_string();
-        let mut out: Vec<String> = table
-            .lines()
-            .skip(3)
-            .filter(|l| !l.starts_with('+'))
-            .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" "))
-            .collect();
+        let mut out: Vec<String> =
+            text_rows(&run(ctx, sql).await.unwrap()).unwrap().iter().map(|r| r.join(" ")).collect();
         out.sort();
         out
     }

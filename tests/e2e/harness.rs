@@ -330,18 +330,7 @@ subject = "acme.{{site}}.alert.vibration.{{machine}}"
 pub async fn sql(location: &stator_engine::archive::ArchiveLocation, sql: &str) -> Vec<Vec<String>> {
     let ctx = stator_engine::query::session(location).await.expect("session");
     let batches = stator_engine::query::run(&ctx, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut rows = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            rows.push(
-                b.columns()
-                    .iter()
-                    .map(|c| datafusion::arrow::util::display::array_value_to_string(c, r).expect("value"))
-                    .collect(),
-            );
-        }
-    }
-    rows
+    stator_engine::query::text_rows(&batches).expect("values as text")
 }
 
 /// Waits until the counter `of` the worker's stats reaches `at_least`.

@@ -246,12 +246,13 @@ pub async fn bind(js: &jetstream::Context, pipeline: &Pipeline) -> Result<Vec<Bo
 /// does not answer.
 pub async fn stream(js: &jetstream::Context, name: &str) -> Result<jetstream::stream::Stream, SourceError> {
     js.get_stream(name).await.map_err(|e| {
-        if partitions::stream_missing(e.kind()) {
-            SourceError::NoStream(name.to_owned())
-        } else {
-            SourceError::Nats(e.to_string())
-        }
+        if stream_missing(e.kind()) { SourceError::NoStream(name.to_owned()) } else { SourceError::Nats(e.to_string()) }
     })
+}
+
+/// Whether getting a stream failed because it does not exist.
+fn stream_missing(kind: jetstream::context::GetStreamErrorKind) -> bool {
+    matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// A pipeline's consumers together, as the server counts them.

@@ -11,7 +11,7 @@
 //! by rendezvous hashing over the workers on the pipeline's roll ([`super::members`]): a
 //! worker joining or leaving moves only the partitions it gains or had.
 
-use async_nats::jetstream::{self, ErrorCode, stream};
+use async_nats::jetstream::{self, stream};
 
 use super::SourceError;
 use crate::config::Pipeline;
@@ -150,7 +150,7 @@ pub async fn ensure(
             }
             Ok(existing)
         }
-        Err(e) if !stream_missing(e.kind()) => Err(SourceError::Nats(e.to_string())),
+        Err(e) if !super::stream_missing(e.kind()) => Err(SourceError::Nats(e.to_string())),
         Err(_) if !pipeline.source.create_consumer => Err(SourceError::NoConsumer {
             stream: name,
             durable: format!("{} (the partitioned stream)", pipeline.source.durable),
@@ -175,11 +175,6 @@ pub async fn ensure(
 
 fn incompatible(pipeline: &Pipeline, stream: &str, problems: String) -> SourceError {
     SourceError::Incompatible { stream: stream.to_owned(), durable: pipeline.source.durable.clone(), problems }
-}
-
-/// Whether getting a stream failed because it does not exist.
-pub(super) fn stream_missing(kind: jetstream::context::GetStreamErrorKind) -> bool {
-    matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// Where a new derived stream starts: after what the pipeline's unpartitioned consumer
