@@ -52,6 +52,21 @@ fn spectrum(c: &mut Criterion) {
             r2c.process_with_scratch(&mut input, &mut spec, &mut scratch).expect("sizes match");
         })
     });
+    // The parts the amplitude spectrum adds to the bare transform, each alone.
+    let (window, kernels) = (WindowFn::Hann.coefficients(n), Kernels::detect());
+    g.bench_function("part: window multiply (in place of the copy)", |b| {
+        b.iter(|| kernels.multiply(black_box(&x), &window, &mut input))
+    });
+    g.bench_function("part: bare realfft of the windowed block", |b| {
+        b.iter(|| {
+            kernels.multiply(black_box(&x), &window, &mut input);
+            r2c.process_with_scratch(&mut input, &mut spec, &mut scratch).expect("sizes match");
+        })
+    });
+    let mut mags = vec![0f32; n / 2 + 1];
+    g.bench_function("part: magnitudes of the 513 bins", |b| {
+        b.iter(|| kernels.magnitudes(black_box(&spec), 0.5, &mut mags))
+    });
     let fft = FftPlanner::<f32>::new().plan_fft_forward(n);
     let mut buf = vec![Complex::default(); n];
     let mut cscratch = vec![Complex::default(); fft.get_inplace_scratch_len()];

@@ -5,7 +5,8 @@
 //! 1. a backlog of 1 Hz readings per machine (300 s at 200 machines, 120 s at 2,000) is in the stream when the
 //!    worker starts: its resident memory while it catches up is the ceiling under a backlog
 //!    (bounded by `max_ack_pending`, not by the backlog);
-//! 2. then 90 s of live readings at 1 Hz per machine, one machine in ten flapping
+//! 2. then 90 s of live readings at 1 Hz per machine (and a last run of 2,000 machines at 5 Hz:
+//!    10,000 readings a second, issue 17's load for the alert latency), one machine in ten flapping
 //!    between 1 and 5 mm/s every 30 s: the latency from a window's end (event time = wall
 //!    clock) to its alert transition arriving at a subscriber, and resident memory at the end.
 //!
@@ -29,6 +30,8 @@ struct Size {
     machines: usize,
     backlog_s: usize,
     live_s: usize,
+    /// Readings per machine per second in the live phase.
+    hz: u64,
 }
 
 struct Measured {
@@ -54,12 +57,14 @@ fn main() {
         // The third: the first's machines with three times the backlog, to show the ceiling
         // does not grow with it.
         vec![
-            Size { machines: 200, backlog_s: 300, live_s },
-            Size { machines: 2000, backlog_s: 120, live_s },
-            Size { machines: 200, backlog_s: 900, live_s: 0 },
+            Size { machines: 200, backlog_s: 300, live_s, hz: 1 },
+            Size { machines: 2000, backlog_s: 120, live_s, hz: 1 },
+            Size { machines: 200, backlog_s: 900, live_s: 0, hz: 1 },
+            // Issue 17's load for the alert latency: 10,000 readings a second.
+            Size { machines: 2000, backlog_s: 10, live_s, hz: 5 },
         ]
     } else {
-        vec![Size { machines: 20, backlog_s: 20, live_s: 0 }]
+        vec![Size { machines: 20, backlog_s: 20, live_s: 0, hz: 1 }]
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s))).collect();
@@ -184,17 +189,19 @@ async fn run(size: &Size) -> Measured {
         mb(peak_catch_up_kb)
     );
 
-    // Live: every machine once a second; one in ten flaps between 1 and 5 mm/s every 30 s.
+    // Live: every machine `hz` times a second; one in ten flaps between 1 and 5 mm/s every
+    // 30 s.
     let live_start = now_ms();
     let publisher = {
         let js = js.clone();
-        let (machines, live_s) = (size.machines, size.live_s);
+        let (machines, ticks, hz) = (size.machines, size.live_s as u64 * size.hz, size.hz);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / hz as u32);
             let mut sent = 0u64;
-            for s in 0..live_s {
+            for i in 0..ticks {
                 tick.tick().await;
                 let t = now_ms();
+                let s = i / hz;
                 let batch = (0..machines).map(|m| {
                     let high = m % 10 == 0 && (s / 30) % 2 == 0;
                     reading(m, t, if high { 5.0 } else { 1.5 })
