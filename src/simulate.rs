@@ -196,16 +196,13 @@ impl std::str::FromStr for SimFault {
 
     /// `cnc-003:outer_race[:0.5]`.
     fn from_str(s: &str) -> Result<Self, String> {
-        use stator_operators::faults::FaultKind;
         let mut parts = s.split(':');
         let machine = parts.next().filter(|m| !m.is_empty()).ok_or("expected MACHINE:KIND[:SEVERITY]")?;
-        let kind = match parts.next() {
-            Some("outer_race") => FaultKind::OuterRace,
-            Some("inner_race") => FaultKind::InnerRace,
-            Some("ball") => FaultKind::Ball,
-            Some("cage") => FaultKind::Cage,
-            other => return Err(format!("unknown fault kind {other:?}: outer_race, inner_race, ball or cage")),
-        };
+        let kind = parts
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("{e}: outer_race, inner_race, ball or cage"))?;
         let severity = parts.next().map(str::parse).transpose().map_err(|e| format!("severity: {e}"))?.unwrap_or(0.5);
         Ok(SimFault { machine: machine.to_owned(), kind, severity })
     }

@@ -8,8 +8,9 @@
 //! moves to the least extreme level those windows agree on.
 
 use serde::{Deserialize, Serialize};
+use stator_operators::faults::FaultKind;
 
-use crate::config::AlertRule;
+use crate::config::{AlertKind, AlertRule};
 
 /// Alert level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -57,6 +58,27 @@ pub struct RuleState {
     pub streak_level: Level,
     /// End (Unix ms) of the last window applied; windows up to it are not applied again.
     pub last_window_end: i64,
+    /// Bearing rules: the fault kind the open alert was raised for, so its later transitions
+    /// (the clear above all, when the verdict is back to normal) say the same kind.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "fault_kind")]
+    pub fault: Option<FaultKind>,
+}
+
+/// A [`FaultKind`] in the state bucket: its name.
+mod fault_kind {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use stator_operators::faults::FaultKind;
+
+    pub(super) fn serialize<S: Serializer>(kind: &Option<FaultKind>, s: S) -> Result<S::Ok, S::Error> {
+        match kind {
+            Some(k) => s.serialize_some(k.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FaultKind>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|n| n.parse().map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 /// A change of level, to be published.
@@ -108,6 +130,25 @@ pub fn apply(rule: &AlertRule, state: &mut RuleState, value: f64, window_end: i6
     Some(Transition { from, to, threshold })
 }
 
+/// What a transition is about (`kind` in the message). A bearing rule says the fault kind of
+/// the window's `verdict` when it raises or escalates and keeps it in `state`, so the clear
+/// (when the verdict is back to normal) says the kind it clears; `bearing` when no verdict
+/// named one (a rule on one defect's level raised by a window judged normal overall).
+pub fn transition_kind(rule: &AlertRule, state: &mut RuleState, t: Transition, verdict: Option<&str>) -> String {
+    match &rule.kind {
+        AlertKind::Fixed(k) => k.clone(),
+        AlertKind::BearingFault => {
+            let kind = if t.to == Level::Ok {
+                state.fault.take()
+            } else {
+                state.fault = verdict.and_then(|v| v.parse().ok()).or(state.fault);
+                state.fault
+            };
+            kind.map_or("bearing", FaultKind::name).to_owned()
+        }
+    }
+}
+
 fn target(rule: &AlertRule, current: Level, v: f64) -> Level {
     if rule.critical.is_some_and(|c| v >= c) {
         Level::Critical
@@ -137,6 +178,8 @@ mod tests {
             clear_below: 2.5,
             for_windows,
             subject: OutputTemplate::parse("acme.{site}.alert.x").unwrap(),
+            kind: crate::config::AlertKind::Fixed("threshold".into()),
+            include: Vec::new(),
         }
     }
 
@@ -180,5 +223,35 @@ mod tests {
         let before = s;
         assert_eq!(apply(&r, &mut s, 1.0, 10), None);
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_bearing_alert_keeps_the_kind_it_was_raised_for_until_it_clears() {
+        let r = AlertRule { kind: AlertKind::BearingFault, ..rule(1) };
+        let mut s = RuleState::default();
+        let mut step = |value: f64, end: i64, verdict: &str| {
+            apply(&r, &mut s, value, end).map(|t| (t.to, transition_kind(&r, &mut s, t, Some(verdict))))
+        };
+        assert_eq!(step(3.0, 10, "outer_race"), Some((Level::Warning, "outer_race".into())));
+        assert_eq!(step(5.0, 20, "normal"), Some((Level::Critical, "outer_race".into())));
+        assert_eq!(step(1.0, 30, "normal"), Some((Level::Ok, "outer_race".into())));
+        assert_eq!(step(3.0, 40, "normal"), Some((Level::Warning, "bearing".into())), "nothing kept after a clear");
+        assert_eq!(step(5.0, 50, "inner_race"), Some((Level::Critical, "inner_race".into())));
+        let fixed = rule(1);
+        let mut s = RuleState::default();
+        let t = apply(&fixed, &mut s, 5.0, 10).unwrap();
+        assert_eq!(transition_kind(&fixed, &mut s, t, Some("ball")), "threshold");
+        assert_eq!(s.fault, None);
+    }
+
+    #[test]
+    fn the_kept_kind_survives_the_state_bucket_and_old_states_still_load() {
+        let s = RuleState { level: Level::Warning, fault: Some(FaultKind::Ball), ..Default::default() };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""fault":"ball""#), "{json}");
+        assert_eq!(serde_json::from_str::<RuleState>(&json).unwrap(), s);
+        let old = r#"{"level":"warning","streak":0,"streak_up":false,"streak_level":"ok","last_window_end":7}"#;
+        assert_eq!(serde_json::from_str::<RuleState>(old).unwrap().fault, None);
+        assert!(serde_json::from_str::<RuleState>(&json.replace("ball", "wheel")).is_err());
     }
 }

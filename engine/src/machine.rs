@@ -222,6 +222,8 @@ mod tests {
             clear_below: 2.5,
             for_windows: 1,
             subject: OutputTemplate::parse("acme.x.alert.y").unwrap(),
+            kind: crate::config::AlertKind::Fixed("threshold".into()),
+            include: Vec::new(),
         }
     }
 

@@ -44,6 +44,15 @@ impl FaultKind {
     }
 }
 
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+
+    /// Parses a name as [`FaultKind::name`] gives it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| format!("unknown fault kind `{s}`"))
+    }
+}
+
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -132,6 +141,30 @@ impl Diagnosis {
     /// The evidence for one kind.
     pub fn evidence(&self, kind: FaultKind) -> &Evidence {
         &self.evidence[FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)]
+    }
+
+    /// The evidence an explanation shows: the verdict's kind, or, when the verdict is normal,
+    /// the best-scoring kind (the signature closest to a fault).
+    pub fn strongest(&self) -> &Evidence {
+        match self.verdict {
+            Verdict::Fault(kind) => self.evidence(kind),
+            Verdict::Normal => {
+                self.evidence.iter().max_by(|a, b| a.score_db.total_cmp(&b.score_db)).unwrap_or(&self.evidence[0])
+            }
+        }
+    }
+}
+
+/// A line this far (dB) over the local median counts as present. The largest of a dozen noise
+/// bins stands about 6 dB over their median (see [`ScoreConfig::min_score_db`]), so a line
+/// must clear that to be told apart from noise.
+pub const LINE_PRESENT_DB: f64 = 6.0;
+
+impl Evidence {
+    /// How many of its harmonics (fundamental included) stand [`LINE_PRESENT_DB`] over the
+    /// noise.
+    pub fn lines_present(&self) -> usize {
+        self.lines.iter().filter(|l| l.snr_db >= LINE_PRESENT_DB).count()
     }
 }
 

@@ -28,7 +28,7 @@ async fn out_of_order_readings_within_lateness_count_and_a_late_one_is_dead_lett
     assert!((first.value - rms(&[3.0, 4.0, 5.0])).abs() < 1e-12, "{}", first.value);
     assert_eq!(first.state, "warning");
 
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1);
     let h = &dead[0].headers;
     assert_eq!(dead[0].subject.as_str(), "stator.deadletter.test-rms");
@@ -78,7 +78,7 @@ subject = "acme.{site}.{area}.{line}.{machine}.{sensor}.vibration.{metric}""#,
     .await;
     worker.stop().await;
 
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     let mut reasons: Vec<(String, String)> = dead
         .iter()
         .map(|m| {
@@ -132,7 +132,7 @@ async fn a_message_past_max_deliver_is_dead_lettered_with_its_reason() {
     })
     .await;
     worker.stop().await;
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1);
     let h = &dead[0].headers;
     assert_eq!(h.get("Stator-Reason").unwrap().as_str(), "max_deliver");
@@ -169,7 +169,7 @@ async fn a_catalogue_of_hostile_inputs_each_gets_its_named_outcome() {
     let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
     let stats = worker.stats.clone();
     worker.finish().await;
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     let reason_of = |seq: u64| {
         dead.iter()
             .find(|m| m.headers.get("Stator-Seq").map(|v| v.to_string()) == Some(seq.to_string()))
@@ -225,7 +225,7 @@ async fn dead_letters_keep_server_interpreted_headers_under_other_names() {
     tokio::time::timeout(Duration::from_secs(60), worker.finish()).await.expect("the drain finishes");
 
     assert_eq!(alerts(&js).await.len(), 1, "the good readings still alert");
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), cases.len());
     for ((name, value), seq) in cases.iter().zip(&seqs) {
         let m = dead
@@ -276,7 +276,7 @@ async fn a_bad_message_read_from_a_sourced_stream_is_dead_lettered() {
     tokio::time::timeout(Duration::from_secs(60), worker.finish()).await.expect("the drain finishes");
 
     assert_eq!(alerts(&js).await.len(), 1);
-    let dead = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None).await.unwrap();
+    let dead = dead_letters(&js).await;
     assert_eq!(dead.len(), 1);
     let h = &dead[0].headers;
     assert_eq!(h.get("Stator-Stream").unwrap().as_str(), "CLOUD");

@@ -187,7 +187,7 @@ async fn edge_to_cloud(outage: Outage) {
         let got: f64 = f[2].parse().expect("rms");
         assert!((got - expected).abs() < 1e-9, "{} window at {t0}: {got} vs {expected}", f[0]);
     }
-    let published = stator::plant::read_stream(&cloud, "FEATURES", None).await.expect("FEATURES");
+    let published = crate::harness::features(&cloud).await;
     assert_eq!(published.len() as u64, windows, "each window's features published once");
 
     // Alerts: raised and cleared once at the edge, and the cloud holds the same, sourced.
@@ -200,7 +200,7 @@ async fn edge_to_cloud(outage: Outage) {
     let ids = |a: &[(String, String, Alert)]| a.iter().map(|(s, id, _)| (s.clone(), id.clone())).collect::<Vec<_>>();
     assert_eq!(ids(&alerts(&cloud).await), ids(&at_edge), "the cloud's ALERTS source the edge's");
     for js in [&edge, &cloud] {
-        let dead = stator::plant::read_stream(js, "STATOR_DEADLETTER", None).await.expect("dead letters");
+        let dead = dead_letters(js).await;
         assert!(dead.is_empty(), "{dead:?}");
     }
 }

@@ -240,7 +240,7 @@ async fn every_reading_once_and_none_dead(
     wait_until(Duration::from_secs(60), "every reading archived", || async { count().await[0] == n }).await;
     worker.stop().await;
     assert_eq!(count().await, [n.clone(), n], "each reading once");
-    let dead = stator::plant::read_stream(js, "STATOR_DEADLETTER", None).await.expect("dead letters");
+    let dead = dead_letters(js).await;
     assert!(dead.is_empty(), "nothing was taken for late: {}", dead.len());
 }
 

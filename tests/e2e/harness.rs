@@ -250,6 +250,7 @@ pub async fn publish_raw(js: &jetstream::Context, subject: &str, payload: &'stat
 /// An alert event as read back from the ALERTS stream.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Alert {
+    pub kind: String,
     pub rule: String,
     pub state: String,
     pub value: f64,
@@ -260,9 +261,11 @@ pub struct Alert {
     pub readings: usize,
     pub first_seq: u64,
     pub last_seq: u64,
+    pub evidence: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-/// Every alert in the ALERTS stream, with its subject and `Nats-Msg-Id`.
+/// Every alert in the ALERTS stream, with its subject and `Nats-Msg-Id`; each one is checked
+/// against docs/schemas/alert.v1.schema.json and its `Stator-Kind` header against its `kind`.
 pub async fn alerts(js: &jetstream::Context) -> Vec<(String, String, Alert)> {
     stator::plant::read_stream(js, "ALERTS", None)
         .await
@@ -270,7 +273,35 @@ pub async fn alerts(js: &jetstream::Context) -> Vec<(String, String, Alert)> {
         .into_iter()
         .map(|m| {
             let id = m.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
-            (m.subject.to_string(), id, serde_json::from_slice(&m.payload).expect("alert JSON"))
+            let json: serde_json::Value = serde_json::from_slice(&m.payload).expect("alert JSON");
+            crate::schemas::check("alert", &json);
+            let alert: Alert = serde_json::from_value(json).expect("alert fields");
+            assert_eq!(m.headers.get("Stator-Kind").map(|v| v.as_str()), Some(alert.kind.as_str()), "{id}");
+            (m.subject.to_string(), id, alert)
+        })
+        .collect()
+}
+
+/// Every dead letter in the STATOR_DEADLETTER stream; each one's headers are checked against
+/// docs/schemas/dead-letter.v1.schema.json.
+pub async fn dead_letters(js: &jetstream::Context) -> Vec<jetstream::message::StreamMessage> {
+    let dead = stator::plant::read_stream(js, "STATOR_DEADLETTER", None).await.expect("read STATOR_DEADLETTER");
+    for m in &dead {
+        crate::schemas::check("dead-letter", &crate::schemas::headers_json(&m.headers));
+    }
+    dead
+}
+
+/// Every window's features in the FEATURES stream, as JSON; each one is checked against
+/// docs/schemas/features.v1.schema.json.
+pub async fn features(js: &jetstream::Context) -> Vec<serde_json::Value> {
+    let messages = stator::plant::read_stream(js, "FEATURES", None).await.expect("read FEATURES");
+    messages
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("features JSON");
+            crate::schemas::check("features", &v);
+            v
         })
         .collect()
 }

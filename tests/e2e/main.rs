@@ -17,6 +17,7 @@ mod readme;
 mod recovery;
 mod replay;
 mod scale;
+mod schemas;
 mod security;
 mod topology;
 mod vibration;

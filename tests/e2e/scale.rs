@@ -136,7 +136,7 @@ async fn check_outputs(js: &async_nats::jetstream::Context, dir: &std::path::Pat
         .flat_map(|m| [(format!("cnc-{m:03}"), "cleared".to_owned()), (format!("cnc-{m:03}"), "warning".to_owned())])
         .collect();
     assert_eq!(states, expected);
-    let dead = stator::plant::read_stream(js, "STATOR_DEADLETTER", None).await.expect("dead letters");
+    let dead = dead_letters(js).await;
     assert!(dead.is_empty(), "no dead letter: {dead:?}");
 }
 

@@ -93,8 +93,7 @@ async fn cwru_recordings_get_their_verdicts_through_the_full_pipeline() {
     // Verdicts per recording, from the published features of its complete 2 s windows.
     let mut verdicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut scores: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
-    for m in stator::plant::read_stream(&js, "FEATURES", None).await.unwrap() {
-        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    for v in features(&js).await {
         let f = &v["features"];
         if f["samples"].as_f64().unwrap() < 23_000.0 {
             continue; // the partial last window of a recording
@@ -161,12 +160,8 @@ async fn bad_waveforms_are_dead_lettered_with_their_reason() {
     })
     .await;
     worker.stop().await;
-    let reasons: Vec<String> = stator::plant::read_stream(&js, "STATOR_DEADLETTER", None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.headers.get("Stator-Reason").unwrap().to_string())
-        .collect();
+    let reasons: Vec<String> =
+        dead_letters(&js).await.iter().map(|m| m.headers.get("Stator-Reason").unwrap().to_string()).collect();
     let mut expected: Vec<String> = cases.iter().map(|(_, _, r)| (*r).to_owned()).collect();
     expected.push("invalid_json".into());
     assert_eq!(reasons, expected);
@@ -256,8 +251,7 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
     RunningWorker::start(&p, &server.url(), RunMode::Drain).await.finish().await;
     archived_waveforms_and_spectra_match_what_was_published(&js, archive.path()).await;
     let mut verdicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for m in stator::plant::read_stream(&js, "FEATURES", None).await.unwrap() {
-        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    for v in features(&js).await {
         let machine = v["key"]["machine"].as_str().unwrap().to_owned();
         verdicts.entry(machine).or_default().push(v["features"]["bearing.verdict"].as_str().unwrap().to_owned());
         assert_eq!(v["spectra"]["spectrum"]["values"].as_array().unwrap().len(), 2049, "4096-point spectrum");
@@ -265,11 +259,39 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
     let all = |m: &str, want: &str| verdicts[m].iter().all(|v| v == want);
     assert!(all("cnc-001", "normal") && all("cnc-004", "normal"), "{verdicts:?}");
     assert!(all("cnc-002", "outer_race") && all("cnc-003", "inner_race"), "{verdicts:?}");
-    let alerted: std::collections::BTreeSet<String> = alerts(&js).await.into_iter().map(|(s, _, _)| s).collect();
-    assert_eq!(
-        alerted,
-        ["acme.munich.alert.bearing.cnc-002", "acme.munich.alert.bearing.cnc-003"].map(String::from).into()
-    );
+    let alerted = alerts(&js).await;
+    let subjects: std::collections::BTreeSet<&str> = alerted.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(subjects, ["acme.munich.alert.bearing.cnc-002", "acme.munich.alert.bearing.cnc-003"].into());
+
+    // Each bearing alert says what is wrong, at which frequency and speed, without the archive.
+    let m = stator_operators::bearing::catalog("6205").unwrap().multipliers();
+    let shaft_hz = 1797.0 / 60.0;
+    let bearing: Vec<&Alert> = alerted.iter().map(|(_, _, a)| a).filter(|a| a.rule == "bearing-fault").collect();
+    assert_eq!(bearing.len(), 2, "one raise per faulty machine: {alerted:?}");
+    for a in bearing {
+        let (kind, orders) = match a.key["machine"].as_str() {
+            "cnc-002" => ("outer_race", m.bpfo),
+            "cnc-003" => ("inner_race", m.bpfi),
+            other => panic!("{other} alerted"),
+        };
+        assert_eq!(a.kind, kind, "{a:?}");
+        let e = &a.evidence;
+        let number = |name: &str, unit: &str| {
+            assert_eq!(e[name]["unit"], unit, "{name}: {e:?}");
+            e[name]["value"].as_f64().unwrap()
+        };
+        let text = |name: &str| e[name]["text"].as_str().unwrap();
+        assert_eq!((text("bearing.verdict"), text("bearing.evidence_kind")), (kind, kind));
+        assert!((number("bearing.defect_orders", "orders") / orders - 1.0).abs() < 1e-9, "{e:?}");
+        assert!((number("bearing.defect_hz", "Hz") / (orders * shaft_hz) - 1.0).abs() < 1e-9, "{e:?}");
+        assert_eq!((number("rpm", "rpm"), text("rpm_source")), (1797.0, "message"));
+        assert!(number("bearing.fundamental_db", "dB") >= 10.0, "{e:?}");
+        assert!(number("bearing.harmonics_present", "lines") >= 2.0, "{e:?}");
+        assert_eq!(e.contains_key("bearing.sideband_db"), kind == "inner_race", "shaft sidebands are an inner race's");
+        assert_eq!((text("bearing.type"), text("iso_zone")), ("6205", "A"));
+        assert_eq!(number("iso_zone", "zone 1-4"), 1.0);
+        assert_eq!(e["velocity_rms"]["unit"], "mm/s");
+    }
 }
 
 /// The shipped bearing pipeline's archive: every block's samples as published, and the

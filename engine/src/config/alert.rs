@@ -4,7 +4,67 @@ use stator_operators::velocity::Zone;
 
 use super::checker::{Checker, is_name};
 use super::file::{AlertSection, LevelValue, WindowSection};
-use super::{AlertRule, KeyPath, WindowSpec};
+use super::{AlertKind, AlertRule, KeyPath, WindowSpec};
+use crate::waveform::{FeatureDef, FeatureKind};
+
+/// What a rule on a `bearing.*` feature attaches by default (those its window computes).
+const BEARING_EVIDENCE: &[&str] = &[
+    "bearing.verdict",
+    "bearing.evidence_kind",
+    "bearing.defect_hz",
+    "bearing.defect_orders",
+    "bearing.fundamental_db",
+    "bearing.harmonic2_db",
+    "bearing.harmonic3_db",
+    "bearing.harmonics_present",
+    "bearing.sideband_db",
+    "rpm",
+    "rpm_source",
+    "bearing.type",
+    "iso_zone",
+    "velocity_rms",
+];
+
+/// What an `iso_zone` rule attaches by default.
+const ZONE_EVIDENCE: &[&str] = &["iso_zone", "velocity_rms"];
+
+/// The features an alert attaches: the ones named in `include` (each must be a number or a
+/// text of the window), else the rule's default set, as far as the window computes it.
+fn included(cx: &mut Checker, p: &KeyPath, a: &AlertSection, w: &WindowSpec) -> Option<Vec<FeatureDef>> {
+    let defs = w.feature_defs();
+    let Some(names) = &a.include else {
+        let defaults = if a.metric.starts_with("bearing.") {
+            BEARING_EVIDENCE
+        } else if a.metric == "iso_zone" {
+            ZONE_EVIDENCE
+        } else {
+            &[]
+        };
+        return Some(defaults.iter().flat_map(|n| defs.iter().filter(move |d| d.name == *n)).copied().collect());
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, name) in names.iter().enumerate() {
+        let found: Vec<FeatureDef> = defs.iter().filter(|d| d.name == *name).copied().collect();
+        if found.is_empty() {
+            let vector = matches!(&w.kind, super::WindowKind::Waveform(s)
+                if s.operators.iter().flat_map(|o| o.get().features()).any(|f| f.name == *name && f.kind == FeatureKind::Vector));
+            let why = if vector {
+                format!("`{name}` is a spectrum; spectra are published with the window's features, not in alerts")
+            } else {
+                let known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+                format!("window `{}` does not compute `{name}`; it computes {}", w.name, known.join(", "))
+            };
+            cx.error(&p.key("include").index(i), why);
+            ok = false;
+        } else if out.iter().any(|d: &FeatureDef| d.name == *name) {
+            cx.error(&p.key("include").index(i), format!("`{name}` is listed twice"));
+            ok = false;
+        }
+        out.extend(found);
+    }
+    ok.then_some(out)
+}
 use crate::subject::OutputTemplate;
 
 fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metric: &str) -> Option<Option<f64>> {
@@ -96,7 +156,7 @@ pub(super) fn build_alert(
     };
     if let (Some(t), Some(w)) = (&subject, spec) {
         for f in t.fields() {
-            if !w.key.contains(f) && f != "pipeline" && f != "rule" {
+            if !w.key.contains(f) && !["pipeline", "rule", "kind"].contains(&f.as_str()) {
                 cx.error(
                     &p.key("subject"),
                     format!("`{{{f}}}` is not in window `{}`'s key ({})", w.name, w.key.join(", ")),
@@ -112,8 +172,32 @@ pub(super) fn build_alert(
             );
         }
     }
-    let (Some(window), Some(metric), Some(subject), true) = (window, metric, subject, ok) else {
+    let include = spec.and_then(|w| included(cx, p, a, w));
+    let verdict = spec.is_some_and(|w| w.feature_defs().iter().any(|d| d.name == "bearing.verdict"));
+    let kind = match &a.kind {
+        Some(k) if is_name(k) => AlertKind::Fixed(k.clone()),
+        Some(_) => {
+            cx.error(&p.key("kind"), "a kind uses only letters, digits, `-` and `_`");
+            ok = false;
+            AlertKind::Fixed(String::new())
+        }
+        None if verdict && a.metric.starts_with("bearing.") => AlertKind::BearingFault,
+        None => AlertKind::Fixed("threshold".into()),
+    };
+    let (Some(window), Some(metric), Some(subject), Some(include), true) = (window, metric, subject, include, ok)
+    else {
         return None;
     };
-    Some(AlertRule { name: a.name.clone(), window, metric, warning, critical, clear_below, for_windows, subject })
+    Some(AlertRule {
+        name: a.name.clone(),
+        window,
+        metric,
+        warning,
+        critical,
+        clear_below,
+        for_windows,
+        subject,
+        kind,
+        include,
+    })
 }

@@ -223,8 +223,17 @@ pub struct AlertSection {
     /// Consecutive windows a change must hold before it is published (debounce). Default: 1.
     pub for_windows: Option<u32>,
     /// Subject of the alert events, with `{field}` from the window key and `{pipeline}`,
-    /// `{rule}`.
+    /// `{rule}`, `{kind}`.
     pub subject: String,
+    /// What the alert is about, in its `kind` field and `Stator-Kind` header: a name. Default:
+    /// the bearing verdict (`outer_race`, `inner_race`, `ball`, `cage`) for rules on `bearing.*`
+    /// features, else `threshold`.
+    pub kind: Option<String>,
+    /// Window features attached to every transition as `evidence` (numbers with their unit,
+    /// texts). Default: for `bearing.*` rules the verdict's evidence (kind, defect frequency in
+    /// Hz and orders, line levels, sidebands, speed and its source, bearing type, ISO zone);
+    /// for `iso_zone` rules the zone letter and velocity; else none.
+    pub include: Option<Vec<String>>,
 }
 
 /// A threshold: a number, or an ISO zone letter for `iso_zone` rules.

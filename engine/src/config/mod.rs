@@ -24,7 +24,8 @@ pub use crate::waveform::{Operator, WaveformSpec};
 pub use diagnostic::{ConfigError, Diagnostic, Severity};
 pub use locate::{KeyPath, PathSeg};
 pub use model::{
-    AlertRule, Auth, EventTime, Format, Loaded, MAX_KEY_FIELDS, Pipeline, Secret, SourceSpec, WindowKind, WindowSpec,
+    AlertKind, AlertRule, Auth, EventTime, Format, Loaded, MAX_KEY_FIELDS, Pipeline, Secret, SourceSpec, WindowKind,
+    WindowSpec,
 };
 
 use crate::subject::{self, SubjectTemplate};

@@ -13,7 +13,7 @@ use stator_operators::Aggregate;
 use super::Diagnostic;
 use crate::archive::ArchiveSpec;
 use crate::subject::{OutputTemplate, SubjectTemplate};
-use crate::waveform::WaveformSpec;
+use crate::waveform::{FeatureDef, FeatureKind, WaveformSpec};
 
 /// Most fields a window key may have.
 pub const MAX_KEY_FIELDS: usize = 8;
@@ -151,6 +151,34 @@ impl WindowSpec {
             WindowKind::Waveform(w) => w.scalar_features().collect(),
         }
     }
+
+    /// Every number and text this window reports, with its unit: what an alert may include.
+    /// Aggregates are in the readings' own unit (`count` is a number of readings).
+    pub fn feature_defs(&self) -> Vec<FeatureDef> {
+        match &self.kind {
+            WindowKind::Scalar(aggs) => aggs
+                .iter()
+                .map(|a| FeatureDef::scalar(a.name(), if *a == Aggregate::Count { "readings" } else { "input unit" }))
+                .collect(),
+            WindowKind::Waveform(w) => w
+                .operators
+                .iter()
+                .flat_map(|o| o.get().features())
+                .filter(|f| f.kind != FeatureKind::Vector)
+                .copied()
+                .collect(),
+        }
+    }
+}
+
+/// What an alert's `kind` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertKind {
+    /// The same text on every transition (`kind = "..."`; default `threshold`).
+    Fixed(String),
+    /// The bearing verdict of the window that raised the alert (`outer_race`, `inner_race`,
+    /// `ball`, `cage`), kept until it clears: the default of rules on `bearing.*` features.
+    BearingFault,
 }
 
 /// The validated `[[alert]]`.
@@ -172,6 +200,10 @@ pub struct AlertRule {
     pub for_windows: u32,
     /// Output subject.
     pub subject: OutputTemplate,
+    /// What the alert is about, for routing without reading numbers.
+    pub kind: AlertKind,
+    /// Window features attached to each transition as evidence, with their units.
+    pub include: Vec<FeatureDef>,
 }
 
 /// A validated pipeline, ready to run.

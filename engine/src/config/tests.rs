@@ -109,3 +109,61 @@ fn partitions_need_a_key_field_common_to_every_window() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].contains("`source.partitions`: no field is in every window's key (`rms_10s`: [site, machine, sensor]; `per_site`: [line])"), "{errs:?}");
 }
+
+#[test]
+fn an_alert_includes_window_features_and_each_wrong_entry_is_named() {
+    let text = GOOD.replace("for_windows = 2", "for_windows = 2\ninclude = [\"count\", \"rms\"]\nkind = \"vibration\"");
+    let rule = &load(&text).unwrap().pipeline.alerts[0];
+    let included: Vec<(&str, &str)> = rule.include.iter().map(|d| (d.name, d.unit)).collect();
+    assert_eq!(included, vec![("count", "readings"), ("rms", "input unit")]);
+    assert_eq!(rule.kind, AlertKind::Fixed("vibration".into()));
+    assert_eq!(load(GOOD).unwrap().pipeline.alerts[0].kind, AlertKind::Fixed("threshold".into()));
+    assert!(load(GOOD).unwrap().pipeline.alerts[0].include.is_empty(), "a plain threshold rule attaches nothing");
+    let by_kind = GOOD.replace("alert.vibration.{machine}", "alert.{kind}.{machine}");
+    assert_eq!(load(&by_kind).unwrap().pipeline.alerts[0].subject.fields(), ["site", "kind", "machine"]);
+
+    let bad = GOOD.replace("for_windows = 2", "for_windows = 2\ninclude = [\"rms\", \"max\", \"rms\"]\nkind = \"a b\"");
+    let e = errors(&bad);
+    assert!(
+        e.iter().any(|l| l.starts_with("p.toml:26:")
+            && l.contains(
+                "error: `alert[0].include[1]`: window `rms_10s` does not compute `max`; it computes count, rms"
+            )),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|l| l.contains("`alert[0].include[2]`: `rms` is listed twice")), "{e:?}");
+    assert!(e.iter().any(|l| l.contains(":27:1: error: `alert[0].kind`: a kind uses only")), "{e:?}");
+    assert_eq!(e.len(), 3, "{e:?}");
+}
+
+#[test]
+fn bearing_rules_attach_the_verdicts_evidence_by_default() {
+    let text = include_str!("../../../pipelines/bearing-health.toml");
+    let p = load_str(Path::new("bearing-health.toml"), text, &|_| None).unwrap().pipeline;
+    let rule = |name: &str| p.alerts.iter().find(|r| r.name == name).unwrap();
+    let bearing = rule("bearing-fault");
+    assert_eq!(bearing.kind, AlertKind::BearingFault);
+    let names: Vec<&str> = bearing.include.iter().map(|d| d.name).collect();
+    for want in ["bearing.verdict", "bearing.defect_hz", "bearing.defect_orders", "bearing.sideband_db", "rpm_source"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let unit = |n: &str| bearing.include.iter().find(|d| d.name == n).map(|d| d.unit);
+    assert_eq!(
+        (unit("bearing.defect_hz"), unit("bearing.defect_orders"), unit("rpm")),
+        (Some("Hz"), Some("orders"), Some("rpm"))
+    );
+    assert_eq!(names.iter().filter(|n| **n == "iso_zone").count(), 2, "the zone's number and its letter");
+    let zone = rule("iso-zone");
+    assert_eq!(zone.kind, AlertKind::Fixed("threshold".into()));
+    assert_eq!(zone.include.iter().map(|d| d.name).collect::<Vec<_>>(), vec!["iso_zone", "iso_zone", "velocity_rms"]);
+
+    let spectrum = text.replace(
+        "subject = \"acme.{site}.alert.iso.{machine}\"",
+        "subject = \"acme.{site}.alert.iso.{machine}\"\ninclude = [\"spectrum\"]",
+    );
+    let e = match load_str(Path::new("bearing-health.toml"), &spectrum, &|_| None) {
+        Err(ConfigError::Invalid(d)) => d.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("expected errors, got {other:?}"),
+    };
+    assert!(e.iter().any(|l| l.contains("`alert[0].include[0]`: `spectrum` is a spectrum")), "{e:?}");
+}

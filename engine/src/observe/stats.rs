@@ -466,3 +466,20 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The dead-letter schema lists exactly the reasons the worker gives.
+    #[test]
+    fn the_dead_letter_schema_lists_every_reason() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schemas/dead-letter.v1.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect(path)).expect(path);
+        let listed: Vec<&str> = schema["properties"]["Stator-Reason"]["enum"]
+            .as_array()
+            .expect("an enum of reasons")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(listed, super::REASONS);
+    }
+}

@@ -30,22 +30,29 @@ pub struct FeatureDef {
     pub unit: &'static str,
     /// Number, text or vector.
     pub kind: FeatureKind,
+    /// Only some windows have it (a sideband is looked for around some defect kinds only).
+    pub sometimes: bool,
 }
 
 impl FeatureDef {
     /// A numeric feature.
     pub const fn scalar(name: &'static str, unit: &'static str) -> Self {
-        Self { name, unit, kind: FeatureKind::Scalar }
+        Self { name, unit, kind: FeatureKind::Scalar, sometimes: false }
+    }
+
+    /// A numeric feature that only some windows have.
+    pub const fn scalar_sometimes(name: &'static str, unit: &'static str) -> Self {
+        Self { name, unit, kind: FeatureKind::Scalar, sometimes: true }
     }
 
     /// A text feature.
     pub const fn text(name: &'static str) -> Self {
-        Self { name, unit: "", kind: FeatureKind::Text }
+        Self { name, unit: "", kind: FeatureKind::Text, sometimes: false }
     }
 
     /// A vector feature whose entries are in `unit`.
     pub const fn vector(name: &'static str, unit: &'static str) -> Self {
-        Self { name, unit, kind: FeatureKind::Vector }
+        Self { name, unit, kind: FeatureKind::Vector, sometimes: false }
     }
 }
 

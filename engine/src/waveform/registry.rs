@@ -46,10 +46,11 @@ pub fn markdown_table() -> String {
         let features: Vec<String> = op
             .features()
             .iter()
-            .map(|f| match (f.kind, f.unit) {
-                (FeatureKind::Text, _) => format!("`{}` (text)", f.name),
-                (FeatureKind::Vector, u) => format!("`{}` (vector, {u})", f.name),
-                (FeatureKind::Scalar, u) => format!("`{}` ({u})", f.name),
+            .map(|f| match (f.kind, f.unit, f.sometimes) {
+                (FeatureKind::Text, _, _) => format!("`{}` (text)", f.name),
+                (FeatureKind::Vector, u, _) => format!("`{}` (vector, {u})", f.name),
+                (FeatureKind::Scalar, u, false) => format!("`{}` ({u})", f.name),
+                (FeatureKind::Scalar, u, true) => format!("`{}` ({u}, some windows)", f.name),
             })
             .collect();
         let settings: Vec<String> = op.settings().iter().map(|s| format!("`{s}`")).collect();

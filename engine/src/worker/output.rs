@@ -12,6 +12,7 @@ use super::WindowResult;
 use crate::alert::{Level, Transition};
 use crate::config::{AlertRule, Pipeline};
 use crate::sink::Outbound;
+use crate::waveform::FeatureKind;
 
 /// Formats Unix milliseconds as RFC 3339 (UTC).
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -21,9 +22,21 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// The `schema` of alert messages (docs/schemas/alert.v1.schema.json).
+pub const ALERT_SCHEMA: &str = "urn:stator:schema:alert:1";
+/// The `schema` of feature messages (docs/schemas/features.v1.schema.json).
+pub const FEATURES_SCHEMA: &str = "urn:stator:schema:features:1";
+/// The `Stator-Schema` header of dead letters (docs/schemas/dead-letter.v1.schema.json).
+pub const DEAD_LETTER_SCHEMA: &str = "urn:stator:schema:dead-letter:1";
+
 /// An alert transition as published.
 #[derive(Debug, Serialize)]
 pub struct AlertEvent<'a> {
+    /// Schema and major version of this message ([`ALERT_SCHEMA`]).
+    pub schema: &'static str,
+    /// What the alert is about: a bearing fault kind (`outer_race`, `inner_race`, `ball`,
+    /// `cage`) or the rule's `kind` (default `threshold`).
+    pub kind: &'a str,
     /// Pipeline name.
     pub pipeline: &'a str,
     /// Rule name.
@@ -54,6 +67,46 @@ pub struct AlertEvent<'a> {
     pub first_seq: u64,
     /// Last stream sequence in the window.
     pub last_seq: u64,
+    /// The window features the rule includes, by name.
+    pub evidence: BTreeMap<&'static str, Evidence<'a>>,
+}
+
+/// One included feature: a number with its unit, a text, or both (`iso_zone` is a zone
+/// number and its letter).
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Evidence<'a> {
+    /// The number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Its unit (`Hz`, `dB`, `orders`, `mm/s`, `rpm`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<&'static str>,
+    /// The text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+}
+
+/// The features `rule` includes, as the window computed them; features the window did not
+/// produce this time (no sidebands for an outer race) and non-finite numbers are left out.
+fn evidence<'a>(rule: &AlertRule, w: &'a WindowResult) -> BTreeMap<&'static str, Evidence<'a>> {
+    let mut out: BTreeMap<&'static str, Evidence<'a>> = BTreeMap::new();
+    for def in &rule.include {
+        match def.kind {
+            FeatureKind::Scalar => {
+                if let Some(v) = w.features.scalar(def.name).filter(|v| v.is_finite()) {
+                    let e = out.entry(def.name).or_default();
+                    (e.value, e.unit) = (Some(v), Some(def.unit));
+                }
+            }
+            FeatureKind::Text => {
+                if let Some(t) = w.features.text(def.name) {
+                    out.entry(def.name).or_default().text = Some(t);
+                }
+            }
+            FeatureKind::Vector => {}
+        }
+    }
+    out
 }
 
 /// A window's key as `{field: value}`, and the values an output subject template can use: the
@@ -71,12 +124,22 @@ fn key_fields<'a>(
     (key, fields)
 }
 
-/// The outbound message of one transition. Its `Nats-Msg-Id` is
+/// The outbound message of one transition, about `kind`. Its `Nats-Msg-Id` is
 /// `{pipeline}.{rule}.{key...}.{window end ms}.{state}`, so a replay publishes nothing new.
-pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64, t: Transition) -> Outbound {
-    let (key, fields) = key_fields(pipeline, w, ("rule", &rule.name));
+pub fn alert<'a>(
+    pipeline: &'a Pipeline,
+    rule: &'a AlertRule,
+    w: &'a WindowResult,
+    value: f64,
+    t: Transition,
+    kind: &'a str,
+) -> Outbound {
+    let (key, mut fields) = key_fields(pipeline, w, ("rule", &rule.name));
+    fields.insert("kind", kind);
     let state = t.to.transition_name();
     let event = AlertEvent {
+        schema: ALERT_SCHEMA,
+        kind,
         pipeline: &pipeline.name,
         rule: &rule.name,
         state,
@@ -92,11 +155,14 @@ pub fn alert(pipeline: &Pipeline, rule: &AlertRule, w: &WindowResult, value: f64
         stream: &pipeline.source.stream,
         first_seq: w.seqs.first().copied().unwrap_or_default(),
         last_seq: w.seqs.last().copied().unwrap_or_default(),
+        evidence: evidence(rule, w),
     };
     let msg_id = format!("{}.{}.{}.{}.{state}", pipeline.name, rule.name, w.key.join("."), w.end_ms);
     let mut headers = HeaderMap::new();
     headers.insert("Stator-Pipeline", pipeline.name.as_str());
     headers.insert("Stator-Rule", rule.name.as_str());
+    headers.insert("Stator-Kind", kind);
+    headers.insert("Stator-Schema", ALERT_SCHEMA);
     Outbound {
         subject: rule.subject.render(&fields),
         msg_id,
@@ -119,7 +185,8 @@ pub struct Origin<'a> {
 }
 
 /// A dead letter: the original payload and headers, plus `Stator-Reason` (a short code),
-/// `Stator-Detail`, `Stator-Stream`, `Stator-Seq`, `Stator-Subject` and `Stator-Pipeline`.
+/// `Stator-Detail`, `Stator-Stream`, `Stator-Seq`, `Stator-Subject`, `Stator-Pipeline` and
+/// `Stator-Schema`.
 pub fn dead_letter(
     pipeline: &Pipeline,
     origin: Origin<'_>,
@@ -135,6 +202,7 @@ pub fn dead_letter(
     headers.insert("Stator-Seq", origin.seq.to_string().as_str());
     headers.insert("Stator-Subject", origin.subject);
     headers.insert("Stator-Pipeline", pipeline.name.as_str());
+    headers.insert("Stator-Schema", DEAD_LETTER_SCHEMA);
     Outbound {
         subject: pipeline.dead_letter_subject.clone(),
         msg_id: format!("{}.dlq.{}.{}", pipeline.name, origin.stream, origin.seq),
@@ -199,6 +267,7 @@ pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w
         .map(|(name, v)| ((*name).to_owned(), serde_json::json!({ "step_hz": v.step, "values": v.values })))
         .collect();
     let body = serde_json::json!({
+        "schema": FEATURES_SCHEMA,
         "pipeline": pipeline.name,
         "window": spec.name,
         "key": key,
@@ -210,10 +279,12 @@ pub fn features(pipeline: &Pipeline, subject: &crate::subject::OutputTemplate, w
         "features": values,
         "spectra": spectra,
     });
+    let mut headers = HeaderMap::new();
+    headers.insert("Stator-Schema", FEATURES_SCHEMA);
     Outbound {
         subject: subject.render(&fields),
         msg_id: features_id(pipeline, w),
-        headers: HeaderMap::new(),
+        headers,
         payload: Bytes::from(body.to_string()),
         event_ms: w.end_ms,
         made: None,

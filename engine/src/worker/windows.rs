@@ -95,11 +95,13 @@ impl Worker {
             let state = self.states.entry(key.clone()).or_default();
             let before = *state;
             let transition = alert::apply(rule, state, value, w.end_ms);
-            let changed = (before.level, before.streak, before.streak_up, before.streak_level)
-                != (state.level, state.streak, state.streak_up, state.streak_level);
+            let kind = transition.map(|t| alert::transition_kind(rule, state, t, w.features.text("bearing.verdict")));
+            let changed = (before.level, before.streak, before.streak_up, before.streak_level, before.fault)
+                != (state.level, state.streak, state.streak_up, state.streak_level, state.fault);
             let encoded = changed.then(|| state::encode(state));
-            if let Some(t) = transition {
-                let out = crate::sink::Outbound { made: Some(now), ..output::alert(&pipeline, rule, w, value, t) };
+            if let (Some(t), Some(kind)) = (transition, kind) {
+                let out =
+                    crate::sink::Outbound { made: Some(now), ..output::alert(&pipeline, rule, w, value, t, &kind) };
                 if let Some(sink) = self.archive.as_mut().filter(|_| archived) {
                     let row = archive::AlertRow {
                         at: at(out.msg_id.clone()),

@@ -17,7 +17,7 @@ impl WaveformOperator for BearingFaults {
     }
 
     fn about(&self) -> &'static str {
-        "peak-to-median ratio at each defect frequency and 2 harmonics, within 2 % (speed error); verdict: the best-scoring kind whose fundamental clears 10 dB and whose score (fundamental + half the harmonics' mean) clears 15 dB; `bsf` is at 2 x BSF"
+        "peak-to-median ratio at each defect frequency and 2 harmonics, within 2 % (speed error); verdict: the best-scoring kind whose fundamental clears 10 dB and whose score (fundamental + half the harmonics' mean) clears 15 dB; `bsf` is at 2 x BSF; the `defect`/`fundamental`/`harmonic`/`sideband` features explain the verdict's kind (`evidence_kind`; the best-scoring one when normal); `rpm_source` says where the speed came from (`message`, `machine_config`, `pipeline`)"
     }
 
     fn settings(&self) -> &'static [&'static str] {
@@ -32,8 +32,17 @@ impl WaveformOperator for BearingFaults {
             FeatureDef::scalar("bearing.ftf_db", "dB"),
             FeatureDef::scalar("bearing.score_db", "dB"),
             FeatureDef::scalar("bearing.fault_score_db", "dB"),
+            FeatureDef::scalar("bearing.defect_hz", "Hz"),
+            FeatureDef::scalar("bearing.defect_orders", "orders"),
+            FeatureDef::scalar("bearing.fundamental_db", "dB"),
+            FeatureDef::scalar("bearing.harmonic2_db", "dB"),
+            FeatureDef::scalar("bearing.harmonic3_db", "dB"),
+            FeatureDef::scalar("bearing.harmonics_present", "lines"),
+            FeatureDef::scalar_sometimes("bearing.sideband_db", "dB"),
             FeatureDef::scalar("rpm", "rpm"),
+            FeatureDef::text("rpm_source"),
             FeatureDef::text("bearing.verdict"),
+            FeatureDef::text("bearing.evidence_kind"),
             FeatureDef::text("bearing.type"),
             FeatureDef::text("bearing.note"),
         ];
@@ -43,12 +52,20 @@ impl WaveformOperator for BearingFaults {
     fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
         let designation = window.machine.bearing.as_deref().or(window.settings.bearing.as_deref());
         let geometry = designation.and_then(bearing::catalog);
-        let rpm = window.rpm.or(window.machine.rpm).or(window.settings.rpm);
+        let rpm = [(window.rpm, "message"), (window.machine.rpm, "machine_config"), (window.settings.rpm, "pipeline")]
+            .into_iter()
+            .find_map(|(rpm, source)| rpm.map(|r| (r, source)));
         let score = window.settings.score;
         let Some(env) = window.envelope() else { return };
-        let (Some(g), Some(rpm)) = (geometry, rpm) else {
+        let (Some(g), Some((rpm, rpm_source))) = (geometry, rpm) else {
             out.texts.push(("bearing.verdict", "unknown".into()));
-            out.texts.push(("bearing.note", "no bearing type or shaft speed for this machine".into()));
+            let note = match (designation, geometry) {
+                (None, _) => "no bearing type for this machine".to_owned(),
+                (Some(d), None) => format!("bearing `{d}` is not in the catalog"),
+                (Some(_), Some(_)) => "no shaft speed for this machine".to_owned(),
+            };
+            out.texts.push(("bearing.note", note));
+            out.texts.push(("rpm_source", rpm.map_or("unknown", |(_, source)| source).into()));
             return;
         };
         let d = diagnose(&env.spectrum, env.df, rpm / 60.0, &g.multipliers(), &score);
@@ -67,8 +84,24 @@ impl WaveformOperator for BearingFaults {
             Verdict::Normal => 0.0,
         };
         out.scalars.push(("bearing.fault_score_db", fault_score));
+        // The evidence behind the verdict (or, when normal, the closest signature).
+        let e = d.strongest();
+        let shaft_hz = rpm / 60.0;
+        out.scalars.push(("bearing.defect_hz", e.frequency_hz));
+        out.scalars.push(("bearing.defect_orders", e.frequency_hz / shaft_hz));
+        for (name, line) in
+            ["bearing.fundamental_db", "bearing.harmonic2_db", "bearing.harmonic3_db"].iter().zip(&e.lines)
+        {
+            out.scalars.push((name, line.snr_db));
+        }
+        out.scalars.push(("bearing.harmonics_present", e.lines_present() as f64));
+        if let Some(sb) = e.sideband_db {
+            out.scalars.push(("bearing.sideband_db", sb));
+        }
         out.scalars.push(("rpm", rpm));
+        out.texts.push(("rpm_source", rpm_source.into()));
         out.texts.push(("bearing.verdict", d.verdict.name().to_owned()));
+        out.texts.push(("bearing.evidence_kind", e.kind.name().to_owned()));
         out.texts.push(("bearing.type", designation.unwrap_or_default().to_owned()));
     }
 }
