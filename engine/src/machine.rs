@@ -6,9 +6,12 @@
 //! {"machine_id": "cnc-001",
 //!  "vibration": {"sample_rate": 25600, "fft_size": 1024, "alert_threshold_rms": 4.5,
 //!                "bearing_type": "6205", "rpm": 1797},
-//!  "alerts": {"vibration-rms": {"warning": 2.0, "critical": 3.5, "clear_below": 1.8}}}
+//!  "alerts": {"vibration-rms": {"warning": 2.0, "critical": 3.5, "clear_below": 1.8}},
+//!  "baseline_reset": "2026-12-07T10:00:00Z"}
 //! ```
-//! Other fields (maintenance records...) are ignored. `alert_threshold_rms` replaces the top
+//! Other fields (maintenance records...) are ignored. `baseline_reset` (RFC 3339) makes every
+//! baseline rule (`compare = "ratio"`/`"db"`) learn the machine's baseline anew from the first
+//! window starting at or after that moment (after a repair or a bearing change). `alert_threshold_rms` replaces the top
 //! level (critical, else warning) of every rule on the `rms` metric for that machine;
 //! `alerts` overrides a rule's levels by name. A missing key means the pipeline's defaults;
 //! an invalid document is reported and the previous settings stay in force.
@@ -45,6 +48,8 @@ pub struct MachineConfig {
     pub alert_threshold_rms: Option<f64>,
     /// Level overrides by rule name.
     pub alerts: HashMap<String, LevelOverride>,
+    /// `baseline_reset`, Unix ms.
+    pub baseline_reset_ms: Option<i64>,
     /// KV revision it came from.
     pub revision: u64,
 }
@@ -54,6 +59,7 @@ struct Doc {
     vibration: Option<Vibration>,
     #[serde(default)]
     alerts: HashMap<String, LevelOverride>,
+    baseline_reset: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,10 +112,20 @@ pub fn parse(bytes: &[u8], revision: u64) -> Result<MachineConfig, String> {
             return Err(format!("alerts.{rule}: critical must be above warning"));
         }
     }
+    let baseline_reset_ms = doc
+        .baseline_reset
+        .as_deref()
+        .map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+                .map_err(|e| format!("baseline_reset `{t}` is not an RFC 3339 time: {e}"))
+        })
+        .transpose()?;
     Ok(MachineConfig {
         settings: MachineSettings { bearing: v.bearing_type, rpm: v.rpm, fft_size: v.fft_size },
         alert_threshold_rms: v.alert_threshold_rms,
         alerts: doc.alerts,
+        baseline_reset_ms,
         revision,
     })
 }
@@ -222,6 +238,7 @@ mod tests {
             clear_below: 2.5,
             for_windows: 1,
             subject: OutputTemplate::parse("acme.x.alert.y").unwrap(),
+            compare: crate::config::Compare::Value,
             kind: crate::config::AlertKind::Fixed("threshold".into()),
             include: Vec::new(),
         }
@@ -241,6 +258,16 @@ mod tests {
         assert!(parse(br#"{"vibration":{"bearing_type":"9999"}}"#, 1).unwrap_err().contains("catalog"));
         assert!(parse(br#"{"vibration":{"rpm":-5}}"#, 1).unwrap_err().contains("rpm"));
         assert!(parse(br#"{"alerts":{"r":{"warning":5,"critical":4}}}"#, 1).unwrap_err().contains("above warning"));
+        assert!(
+            parse(br#"{"baseline_reset":"last tuesday"}"#, 1).unwrap_err().contains("baseline_reset `last tuesday`")
+        );
+    }
+
+    #[test]
+    fn a_baseline_reset_is_a_moment() {
+        let c = parse(br#"{"baseline_reset":"2026-11-22T08:06:40Z"}"#, 1).unwrap();
+        assert_eq!(c.baseline_reset_ms, Some(1_795_334_800_000));
+        assert_eq!(parse(b"{}", 1).unwrap().baseline_reset_ms, None);
     }
 
     #[test]

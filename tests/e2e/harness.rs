@@ -262,6 +262,7 @@ pub struct Alert {
     pub first_seq: u64,
     pub last_seq: u64,
     pub evidence: std::collections::BTreeMap<String, serde_json::Value>,
+    pub change: Option<serde_json::Value>,
 }
 
 /// Every alert in the ALERTS stream, with its subject and `Nats-Msg-Id`; each one is checked

@@ -20,5 +20,6 @@ mod scale;
 mod schemas;
 mod security;
 mod topology;
+mod trends;
 mod vibration;
 mod worker;

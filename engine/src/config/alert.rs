@@ -1,10 +1,12 @@
 //! Building an `[[alert]]`: the metric, the levels and the output subject.
 
+use std::time::Duration;
+
 use stator_operators::velocity::Zone;
 
-use super::checker::{Checker, is_name};
+use super::checker::{Checker, duration, is_name};
 use super::file::{AlertSection, LevelValue, WindowSection};
-use super::{AlertKind, AlertRule, KeyPath, WindowSpec};
+use super::{AlertKind, AlertRule, BaselineSpec, Compare, KeyPath, WindowSpec};
 use crate::waveform::{FeatureDef, FeatureKind};
 
 /// What a rule on a `bearing.*` feature attaches by default (those its window computes).
@@ -83,10 +85,67 @@ fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metri
             }
         },
         Some(LevelValue::Zone(z)) => {
-            cx.error(&p.key(key), format!("`{z}` is not a number (zone letters are for `iso_zone` rules)"));
+            cx.error(
+                &p.key(key),
+                format!("`{z}` is not a number (zone letters are for `iso_zone` rules that compare the value)"),
+            );
             None
         }
     }
+}
+
+/// `compare` and the settings that go with it; `None` after an error.
+fn compare(cx: &mut Checker, p: &KeyPath, a: &AlertSection) -> Option<Compare> {
+    let name = a.compare.as_deref().unwrap_or("value");
+    let misplaced = |cx: &mut Checker, key: &str, set: bool, wants: &str| {
+        if set {
+            cx.error(&p.key(key), format!("`{key}` goes with `compare = {wants}`, not `{name}`"));
+        }
+        set
+    };
+    let baseline = (name == "ratio" || name == "db").then(|| {
+        let windows = a.baseline_windows.unwrap_or(30);
+        let period =
+            a.baseline_period.as_deref().map(|t| duration(cx, &p.key("baseline_period"), Some(t), Duration::ZERO));
+        BaselineSpec { windows, period }
+    });
+    let mut ok = true;
+    if let Some(b) = &baseline {
+        if a.baseline_windows.is_some() && a.baseline_period.is_some() {
+            cx.error(&p.key("baseline_period"), "give `baseline_windows` or `baseline_period`, not both");
+            ok = false;
+        }
+        if !(1..=100_000).contains(&b.windows) {
+            cx.error(&p.key("baseline_windows"), "baseline_windows must be from 1 to 100000");
+            ok = false;
+        }
+        if b.period.is_some_and(|d| d.is_zero()) {
+            cx.error(&p.key("baseline_period"), "baseline_period must be longer than 0s");
+            ok = false;
+        }
+    } else {
+        ok &= !misplaced(cx, "baseline_windows", a.baseline_windows.is_some(), "\"ratio\" or \"db\"");
+        ok &= !misplaced(cx, "baseline_period", a.baseline_period.is_some(), "\"ratio\" or \"db\"");
+    }
+    if name != "rate" {
+        ok &= !misplaced(cx, "trend_windows", a.trend_windows.is_some(), "\"rate\"");
+    }
+    let trend = a.trend_windows.unwrap_or(10);
+    if name == "rate" && !(2..=10_000).contains(&trend) {
+        cx.error(&p.key("trend_windows"), "trend_windows must be from 2 to 10000");
+        ok = false;
+    }
+    let compare = match (name, baseline) {
+        ("value", _) => Compare::Value,
+        ("ratio", Some(b)) => Compare::Ratio(b),
+        ("db", Some(b)) => Compare::Db(b),
+        ("rate", _) => Compare::Rate { windows: trend },
+        _ => {
+            cx.error(&p.key("compare"), format!("`{name}` is not a comparison: value, ratio, db or rate"));
+            return None;
+        }
+    };
+    ok.then_some(compare)
 }
 
 pub(super) fn build_alert(
@@ -118,9 +177,12 @@ pub(super) fn build_alert(
         }
         found
     });
-    let warning = level(cx, p, "warning", &a.warning, &a.metric);
-    let critical = level(cx, p, "critical", &a.critical, &a.metric);
-    let clear = level(cx, p, "clear_below", &a.clear_below, &a.metric);
+    let compare = compare(cx, p, a);
+    // Zone letters are levels of the zone itself, not of its change.
+    let zones = if compare.is_some_and(|c| c != Compare::Value) { "" } else { a.metric.as_str() };
+    let warning = level(cx, p, "warning", &a.warning, zones);
+    let critical = level(cx, p, "critical", &a.critical, zones);
+    let clear = level(cx, p, "clear_below", &a.clear_below, zones);
     let (Some(warning), Some(critical), Some(clear)) = (warning, critical, clear) else { return None };
     let lowest = match (warning, critical) {
         (None, None) => {
@@ -184,7 +246,8 @@ pub(super) fn build_alert(
         None if verdict && a.metric.starts_with("bearing.") => AlertKind::BearingFault,
         None => AlertKind::Fixed("threshold".into()),
     };
-    let (Some(window), Some(metric), Some(subject), Some(include), true) = (window, metric, subject, include, ok)
+    let (Some(window), Some(metric), Some(subject), Some(include), Some(compare), true) =
+        (window, metric, subject, include, compare, ok)
     else {
         return None;
     };
@@ -196,6 +259,7 @@ pub(super) fn build_alert(
         critical,
         clear_below,
         for_windows,
+        compare,
         subject,
         kind,
         include,

@@ -222,6 +222,16 @@ pub struct AlertSection {
     pub clear_below: Option<LevelValue>,
     /// Consecutive windows a change must hold before it is published (debounce). Default: 1.
     pub for_windows: Option<u32>,
+    /// What the levels are compared with: `value` (the feature), `ratio` (the feature over the
+    /// key's learned baseline), `db` (the same in dB) or `rate` (its change per hour).
+    /// Default: `value`.
+    pub compare: Option<String>,
+    /// `ratio`/`db`: windows the baseline is learned over. Default: 30.
+    pub baseline_windows: Option<u32>,
+    /// `ratio`/`db`: event time the baseline is learned over, instead of `baseline_windows`.
+    pub baseline_period: Option<String>,
+    /// `rate`: smoothing horizon and warm-up, in windows. Default: 10.
+    pub trend_windows: Option<u32>,
     /// Subject of the alert events, with `{field}` from the window key and `{pipeline}`,
     /// `{rule}`, `{kind}`.
     pub subject: String,

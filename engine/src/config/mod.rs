@@ -24,8 +24,8 @@ pub use crate::waveform::{Operator, WaveformSpec};
 pub use diagnostic::{ConfigError, Diagnostic, Severity};
 pub use locate::{KeyPath, PathSeg};
 pub use model::{
-    AlertKind, AlertRule, Auth, EventTime, Format, Loaded, MAX_KEY_FIELDS, Pipeline, Secret, SourceSpec, WindowKind,
-    WindowSpec,
+    AlertKind, AlertRule, Auth, BaselineSpec, Compare, EventTime, Format, Loaded, MAX_KEY_FIELDS, Pipeline, Secret,
+    SourceSpec, WindowKind, WindowSpec,
 };
 
 use crate::subject::{self, SubjectTemplate};

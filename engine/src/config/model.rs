@@ -171,6 +171,45 @@ impl WindowSpec {
     }
 }
 
+/// What a rule compares with its levels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Compare {
+    /// The feature's value (`compare = "value"`, the default).
+    Value,
+    /// The value over the key's learned baseline, as a factor (`compare = "ratio"`).
+    Ratio(BaselineSpec),
+    /// The same in dB, `20 log10(value / baseline)` (`compare = "db"`).
+    Db(BaselineSpec),
+    /// The feature's rate of change, in its unit per hour, smoothed over about `windows`
+    /// windows (`compare = "rate"`).
+    Rate {
+        /// Smoothing horizon and warm-up, in windows (`trend_windows`).
+        windows: u32,
+    },
+}
+
+impl Compare {
+    /// Its name in pipeline files and alert messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compare::Value => "value",
+            Compare::Ratio(_) => "ratio",
+            Compare::Db(_) => "db",
+            Compare::Rate { .. } => "rate",
+        }
+    }
+}
+
+/// How a baseline is learned: over the first `windows` windows of a key, or over the windows
+/// of `period` (event time) when set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineSpec {
+    /// Windows learned (`baseline_windows`).
+    pub windows: u32,
+    /// Event time learned (`baseline_period`), instead of a window count.
+    pub period: Option<Duration>,
+}
+
 /// What an alert's `kind` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertKind {
@@ -198,6 +237,8 @@ pub struct AlertRule {
     pub clear_below: f64,
     /// Debounce, in windows.
     pub for_windows: u32,
+    /// What the levels are compared with: the value, or its change.
+    pub compare: Compare,
     /// Output subject.
     pub subject: OutputTemplate,
     /// What the alert is about, for routing without reading numbers.

@@ -167,3 +167,42 @@ fn bearing_rules_attach_the_verdicts_evidence_by_default() {
     };
     assert!(e.iter().any(|l| l.contains("`alert[0].include[0]`: `spectrum` is a spectrum")), "{e:?}");
 }
+
+#[test]
+fn a_rule_may_compare_a_baseline_or_a_rate_and_misplaced_settings_are_named() {
+    let with = |extra: &str| GOOD.replace("for_windows = 2", &format!("for_windows = 2\n{extra}"));
+    let compare = |extra: &str| load(&with(extra)).unwrap().pipeline.alerts[0].compare;
+    assert_eq!(compare(""), Compare::Value);
+    assert_eq!(compare("compare = \"ratio\""), Compare::Ratio(BaselineSpec { windows: 30, period: None }));
+    assert_eq!(
+        compare("compare = \"db\"\nbaseline_period = \"1h\""),
+        Compare::Db(BaselineSpec { windows: 30, period: Some(Duration::from_secs(3600)) })
+    );
+    assert_eq!(compare("compare = \"rate\"\ntrend_windows = 5"), Compare::Rate { windows: 5 });
+
+    for (extra, want) in [
+        ("compare = \"median\"", "`alert[0].compare`: `median` is not a comparison: value, ratio, db or rate"),
+        (
+            "baseline_windows = 10",
+            "`alert[0].baseline_windows`: `baseline_windows` goes with `compare = \"ratio\" or \"db\"`, not `value`",
+        ),
+        ("compare = \"rate\"\nbaseline_period = \"1h\"", "`alert[0].baseline_period`: `baseline_period` goes with"),
+        (
+            "compare = \"ratio\"\ntrend_windows = 4",
+            "`alert[0].trend_windows`: `trend_windows` goes with `compare = \"rate\"`, not `ratio`",
+        ),
+        (
+            "compare = \"ratio\"\nbaseline_windows = 5\nbaseline_period = \"1h\"",
+            "give `baseline_windows` or `baseline_period`, not both",
+        ),
+        (
+            "compare = \"ratio\"\nbaseline_windows = 0",
+            "`alert[0].baseline_windows`: baseline_windows must be from 1 to 100000",
+        ),
+        ("compare = \"rate\"\ntrend_windows = 1", "`alert[0].trend_windows`: trend_windows must be from 2 to 10000"),
+        ("compare = \"db\"\nbaseline_period = \"soon\"", "`alert[0].baseline_period`: `soon` is not a duration"),
+    ] {
+        let e = errors(&with(extra));
+        assert!(e.iter().any(|l| l.contains(want)), "{extra}: {e:?}");
+    }
+}

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::WindowResult;
+use crate::alert::baseline::Change;
 use crate::alert::{Level, Transition};
 use crate::config::{AlertRule, Pipeline};
 use crate::sink::Outbound;
@@ -49,7 +50,8 @@ pub struct AlertEvent<'a> {
     pub severity: Level,
     /// Aggregate compared.
     pub metric: &'a str,
-    /// The window's value of that aggregate.
+    /// The value compared with the threshold: the window's value of `metric`, or for rules
+    /// comparing a change its ratio, dB or rate (see `change`).
     pub value: f64,
     /// The threshold crossed.
     pub threshold: f64,
@@ -69,6 +71,58 @@ pub struct AlertEvent<'a> {
     pub last_seq: u64,
     /// The window features the rule includes, by name.
     pub evidence: BTreeMap<&'static str, Evidence<'a>>,
+    /// Rules comparing a change (`compare = "ratio"`, `"db"`, `"rate"`): what `value` was
+    /// derived from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeEvent>,
+}
+
+/// How an alert's `value` was derived from the window's feature.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ChangeEvent {
+    /// `ratio`, `db` or `rate`.
+    pub compare: &'static str,
+    /// The feature's own value in the window.
+    pub feature_value: f64,
+    /// `ratio`/`db`: the key's learned baseline of the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// `ratio`/`db`: windows it was learned over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_windows: Option<u32>,
+    /// `ratio`/`db`: start of the first learned window, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_start: Option<String>,
+    /// `ratio`/`db`: end of the last learned window, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_end: Option<String>,
+}
+
+/// A window's value as a rule saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seen {
+    /// The feature's value.
+    pub feature: f64,
+    /// What the levels were compared with.
+    pub compared: f64,
+    /// How `compared` was derived, when it was.
+    pub change: Option<Change>,
+}
+
+fn change_event(rule: &AlertRule, seen: Seen) -> Option<ChangeEvent> {
+    let change = seen.change?;
+    let b = match change {
+        Change::Baseline(b) => Some(b),
+        Change::Rate => None,
+    };
+    Some(ChangeEvent {
+        compare: rule.compare.name(),
+        feature_value: seen.feature,
+        baseline: b.map(|b| b.value()),
+        baseline_windows: b.map(|b| b.windows),
+        baseline_start: b.map(|b| rfc3339_ms(b.from_ms)),
+        baseline_end: b.map(|b| rfc3339_ms(b.to_ms)),
+    })
 }
 
 /// One included feature: a number with its unit, a text, or both (`iso_zone` is a zone
@@ -130,7 +184,7 @@ pub fn alert<'a>(
     pipeline: &'a Pipeline,
     rule: &'a AlertRule,
     w: &'a WindowResult,
-    value: f64,
+    seen: Seen,
     t: Transition,
     kind: &'a str,
 ) -> Outbound {
@@ -146,7 +200,7 @@ pub fn alert<'a>(
         previous: t.from,
         severity: t.to,
         metric: rule.metric,
-        value,
+        value: seen.compared,
         threshold: t.threshold,
         key,
         window_start: rfc3339_ms(w.start_ms),
@@ -156,6 +210,7 @@ pub fn alert<'a>(
         first_seq: w.seqs.first().copied().unwrap_or_default(),
         last_seq: w.seqs.last().copied().unwrap_or_default(),
         evidence: evidence(rule, w),
+        change: change_event(rule, seen),
     };
     let msg_id = format!("{}.{}.{}.{}.{state}", pipeline.name, rule.name, w.key.join("."), w.end_ms);
     let mut headers = HeaderMap::new();

@@ -7,7 +7,7 @@ use super::commit::{self, Commit};
 use super::output;
 use super::route::{Op, WindowResult};
 use super::{Stats, Worker};
-use crate::alert;
+use crate::alert::{self, RuleState};
 use crate::archive::{self, Sink, WindowKey, WindowRef};
 use crate::machine;
 use crate::sink::state;
@@ -94,14 +94,18 @@ impl Worker {
             let key = state::state_key(&pipeline.name, &rule.name, &w.key);
             let state = self.states.entry(key.clone()).or_default();
             let before = *state;
-            let transition = alert::apply(rule, state, value, w.end_ms);
+            let reset = machine.and_then(|m| m.baseline_reset_ms);
+            let evaluated = alert::evaluate(rule, state, value, (w.start_ms, w.end_ms), reset);
+            let transition = evaluated.and_then(|e| e.transition);
             let kind = transition.map(|t| alert::transition_kind(rule, state, t, w.features.text("bearing.verdict")));
-            let changed = (before.level, before.streak, before.streak_up, before.streak_level, before.fault)
-                != (state.level, state.streak, state.streak_up, state.streak_level, state.fault);
+            // A save when anything but the last window's end changed (level, streak, kept kind,
+            // baseline, trend).
+            let changed = RuleState { last_window_end: state.last_window_end, ..before } != *state;
             let encoded = changed.then(|| state::encode(state));
-            if let (Some(t), Some(kind)) = (transition, kind) {
+            if let (Some(e), Some(t), Some(kind)) = (evaluated, transition, kind) {
+                let seen = output::Seen { feature: value, compared: e.compared, change: e.change };
                 let out =
-                    crate::sink::Outbound { made: Some(now), ..output::alert(&pipeline, rule, w, value, t, &kind) };
+                    crate::sink::Outbound { made: Some(now), ..output::alert(&pipeline, rule, w, seen, t, &kind) };
                 if let Some(sink) = self.archive.as_mut().filter(|_| archived) {
                     let row = archive::AlertRow {
                         at: at(out.msg_id.clone()),
@@ -110,7 +114,7 @@ impl Worker {
                         previous: t.from.name(),
                         severity: t.to.name(),
                         feature: rule.metric,
-                        value,
+                        value: e.compared,
                         threshold: t.threshold,
                     };
                     sink.add_alert(&window_key, row, now);

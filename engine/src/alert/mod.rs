@@ -7,8 +7,12 @@
 //! only when `for_windows` consecutive windows ask for a change in the same direction; it
 //! moves to the least extreme level those windows agree on.
 
+pub mod baseline;
+
 use serde::{Deserialize, Serialize};
 use stator_operators::faults::FaultKind;
+
+use self::baseline::{Baseline, Change, Trend};
 
 use crate::config::{AlertKind, AlertRule};
 
@@ -62,6 +66,46 @@ pub struct RuleState {
     /// (the clear above all, when the verdict is back to normal) say the same kind.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "fault_kind")]
     pub fault: Option<FaultKind>,
+    /// `ratio`/`db` rules: the key's baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+    /// `rate` rules: the feature's smoothed level and slope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+}
+
+/// One window's value as the rule saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluated {
+    /// The value compared with the levels (the feature, or its ratio, dB or rate).
+    pub compared: f64,
+    /// How it was derived from the feature, when it was.
+    pub change: Option<Change>,
+    /// The level change, if any.
+    pub transition: Option<Transition>,
+}
+
+/// Applies one window's feature `value` (window `[start_ms, end_ms)`) to `state`: learns or
+/// compares it as the rule's `compare` says, then runs the level state machine ([`apply`]).
+/// `None` when the window was already applied (a replay) or only learned.
+pub fn evaluate(
+    rule: &AlertRule,
+    state: &mut RuleState,
+    value: f64,
+    (start_ms, end_ms): (i64, i64),
+    reset_ms: Option<i64>,
+) -> Option<Evaluated> {
+    if end_ms <= state.last_window_end {
+        return None;
+    }
+    let derived =
+        baseline::derive(rule.compare, &mut state.baseline, &mut state.trend, value, (start_ms, end_ms), reset_ms);
+    let Some((compared, change)) = derived else {
+        state.last_window_end = end_ms;
+        return None;
+    };
+    let transition = apply(rule, state, compared, end_ms);
+    Some(Evaluated { compared, change, transition })
 }
 
 /// A [`FaultKind`] in the state bucket: its name.
@@ -178,6 +222,7 @@ mod tests {
             clear_below: 2.5,
             for_windows,
             subject: OutputTemplate::parse("acme.{site}.alert.x").unwrap(),
+            compare: crate::config::Compare::Value,
             kind: crate::config::AlertKind::Fixed("threshold".into()),
             include: Vec::new(),
         }
