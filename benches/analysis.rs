@@ -27,6 +27,7 @@ fn main() {
     let mut analyzer = Analyzer::new(WaveformSpec {
         operators: Operator::all().collect(),
         settings: AnalysisSettings { bearing: Some("6205".into()), rpm: Some(1797.0), ..Default::default() },
+        speed: None,
     });
     let settings = MachineSettings::default();
     let run = |analyzer: &mut Analyzer| {

@@ -60,6 +60,14 @@ pub struct Reading {
     pub event_time_ms: Option<i64>,
 }
 
+/// Formats Unix milliseconds as RFC 3339 (UTC).
+pub fn rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Earliest and latest event time accepted: 1970 to 2200. Anything else is a unit mix-up.
 const TIME_RANGE_MS: std::ops::RangeInclusive<i64> = 0..=7_258_118_400_000;
 

@@ -19,6 +19,7 @@ mod replay;
 mod scale;
 mod schemas;
 mod security;
+mod speed;
 mod topology;
 mod trends;
 mod vibration;

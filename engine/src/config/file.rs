@@ -187,6 +187,16 @@ pub struct WindowSection {
     pub bearing: Option<String>,
     /// Waveform: shaft speed (rpm) when neither the message nor the machine config gives one.
     pub rpm: Option<f64>,
+    /// Waveform: subject filter of shaft speed readings (a tachometer publishing scalar JSON
+    /// messages, value in rpm), e.g. `acme.*.*.*.*.tach.speed`. When set, a window's speed is
+    /// the mean of its machine's readings inside the window, else the last one within
+    /// `rpm_max_age` before it, else unknown (with the reason). The source must deliver them.
+    pub rpm_subject: Option<String>,
+    /// Waveform: how long a speed reading stays valid. Default: `10s`.
+    pub rpm_max_age: Option<String>,
+    /// Waveform: the key fields a speed reading belongs to. Default: the window key without
+    /// `sensor` and `metric` (one tachometer per machine serves all its sensors).
+    pub rpm_key: Option<Vec<String>>,
     /// Waveform: acceleration unit when the message does not say: `g` or `m/s^2`. Default: `g`.
     pub units: Option<String>,
     /// Waveform: fundamental SNR (dB) for a fault verdict. Default: 10.

@@ -101,6 +101,18 @@ fn build(cx: &mut Checker, file: PipelineFile) -> Option<Pipeline> {
         .map(|(i, w)| window::build_window(cx, &root.key("window").index(i), w, template.as_ref(), waveform))
         .collect();
     check_unique(cx, "window", file.windows.iter().map(|w| w.name.as_str()));
+    for (i, w) in windows.iter().enumerate() {
+        let Some(WindowKind::Waveform(WaveformSpec { speed: Some(s), .. })) = w.as_ref().map(|w| &w.kind) else {
+            continue;
+        };
+        let filters = &file.source.filter_subjects;
+        if !filters.is_empty() && !filters.iter().any(|f| subject::overlaps(f, &s.subject)) {
+            cx.error(
+                &root.key("window").index(i).key("rpm_subject"),
+                format!("the source does not deliver `{}`: add it to `source.filter_subjects`", s.subject),
+            );
+        }
+    }
     if file.windows.is_empty() {
         cx.error(&root, "the pipeline has no `[[window]]`");
     }

@@ -152,6 +152,16 @@ impl WindowSpec {
         }
     }
 
+    /// The keys its inputs are grouped by: the window key, and the speed key of its tachometer
+    /// subject (a partition must hold a machine's speed readings with its waveforms).
+    pub fn keys(&self) -> impl Iterator<Item = &[String]> {
+        let speed = match &self.kind {
+            WindowKind::Waveform(w) => w.speed.as_ref().map(|s| s.key.as_slice()),
+            WindowKind::Scalar(_) => None,
+        };
+        std::iter::once(self.key.as_slice()).chain(speed)
+    }
+
     /// Every number and text this window reports, with its unit: what an alert may include.
     /// Aggregates are in the readings' own unit (`count` is a number of readings).
     pub fn feature_defs(&self) -> Vec<FeatureDef> {

@@ -121,7 +121,7 @@ fn check_partitions(
     if partitions == 1 {
         return true;
     }
-    let by = super::common_key_fields(windows.iter().map(|w| w.key.as_slice()));
+    let by = super::common_key_fields(windows.iter().flat_map(WindowSpec::keys));
     if by.is_empty() {
         let keys: Vec<String> = windows.iter().map(|w| format!("`{}`: [{}]", w.name, w.key.join(", "))).collect();
         cx.error(

@@ -206,3 +206,49 @@ fn a_rule_may_compare_a_baseline_or_a_rate_and_misplaced_settings_are_named() {
         assert!(e.iter().any(|l| l.contains(want)), "{extra}: {e:?}");
     }
 }
+
+#[test]
+fn a_tachometer_subject_is_checked_against_the_window_and_the_source() {
+    let shipped = include_str!("../../../pipelines/bearing-health.toml");
+    let load_errors = |text: &str| match load_str(Path::new("b.toml"), text, &|_| None) {
+        Ok(l) => Ok(l.pipeline),
+        Err(ConfigError::Invalid(d)) => Err(d.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        Err(e) => panic!("{e:?}"),
+    };
+    let delivered = shipped.replace(
+        "filter_subjects = [\"acme.*.*.*.*.*.vibration.raw\"]",
+        "filter_subjects = [\"acme.*.*.*.*.*.vibration.raw\", \"acme.*.*.*.*.*.speed.rpm\"]",
+    );
+    let with = |text: &str, extra: &str| text.replace("rpm = 1797.0", &format!("rpm = 1797.0\n{extra}"));
+    let p = load_errors(&with(&delivered, "rpm_subject = \"acme.*.*.*.*.*.speed.rpm\"")).unwrap();
+    let WindowKind::Waveform(w) = &p.windows[0].kind else { panic!("a waveform window") };
+    let s = w.speed.as_ref().unwrap();
+    assert_eq!((s.key.clone(), s.max_age), (vec!["site".to_owned(), "machine".to_owned()], Duration::from_secs(10)));
+    assert_eq!((s.template_index.clone(), s.window_index.clone()), (vec![1, 4], vec![0, 1]));
+
+    for (text, want) in [
+        (
+            with(shipped, "rpm_subject = \"acme.*.*.*.*.*.speed.rpm\""),
+            "`window[0].rpm_subject`: the source does not deliver `acme.*.*.*.*.*.speed.rpm`",
+        ),
+        (with(&delivered, "rpm_max_age = \"5s\""), "`window[0].rpm_max_age`: `rpm_max_age` goes with `rpm_subject`"),
+        (
+            with(&delivered, "rpm_subject = \"acme.*.*.*.*.*.speed.rpm\"\nrpm_key = [\"line\"]"),
+            "`window[0].rpm_key[0]`: `line` is not in the window's key",
+        ),
+        (
+            with(&delivered, "rpm_subject = \"acme..speed\""),
+            "`window[0].rpm_subject`: `acme..speed` is not a valid subject filter",
+        ),
+    ] {
+        let e = load_errors(&text).unwrap_err();
+        assert!(e.iter().any(|l| l.contains(want)), "{want}: {e:?}");
+    }
+    let scalar =
+        GOOD.replace("aggregates = [\"count\", \"rms\"]", "aggregates = [\"count\", \"rms\"]\nrpm_subject = \"a.b\"");
+    assert!(
+        errors(&scalar)
+            .iter()
+            .any(|l| l.contains("`window[0].rpm_subject`: a tachometer subject serves waveform windows"))
+    );
+}

@@ -10,6 +10,7 @@ use super::checker::{Checker, duration, is_name};
 use super::file::WindowSection;
 use super::{KeyPath, MAX_KEY_FIELDS, WindowKind, WindowSpec};
 use crate::subject::{self, SubjectTemplate};
+use crate::waveform::speed::SpeedSpec;
 use crate::waveform::{AnalysisSettings, Operator, WaveformSpec};
 use std::time::Duration;
 
@@ -76,7 +77,16 @@ pub(super) fn build_window(
     }
     let allowed_lateness = duration(cx, &p.key("allowed_lateness"), w.allowed_lateness.as_deref(), Duration::ZERO);
     let idle_timeout = duration(cx, &p.key("idle_timeout"), w.idle_timeout.as_deref(), Duration::from_secs(30));
-    let kind = if waveform { waveform_kind(cx, p, w) } else { scalar_kind(cx, p, w) };
+    let mut kind = if waveform { waveform_kind(cx, p, w) } else { scalar_kind(cx, p, w) };
+    if let (Some(WindowKind::Waveform(spec)), Some(t)) = (&mut kind, template) {
+        match speed(cx, p, w, t, &key) {
+            Ok(s) => spec.speed = s,
+            Err(()) => ok = false,
+        }
+    } else if !waveform && (w.rpm_subject.is_some() || w.rpm_max_age.is_some() || w.rpm_key.is_some()) {
+        cx.error(&p.key("rpm_subject"), "a tachometer subject serves waveform windows");
+        ok = false;
+    }
     ok &= kind.is_some();
     let kind = kind?;
     let publish = match w.publish.as_deref().map(crate::subject::OutputTemplate::parse) {
@@ -108,6 +118,64 @@ pub(super) fn build_window(
         kind,
         publish,
     })
+}
+
+/// `rpm_subject`, `rpm_max_age` and `rpm_key`.
+fn speed(
+    cx: &mut Checker,
+    p: &KeyPath,
+    w: &WindowSection,
+    template: &SubjectTemplate,
+    window_key: &[String],
+) -> Result<Option<Box<SpeedSpec>>, ()> {
+    let Some(subject) = &w.rpm_subject else {
+        for (set, key) in [(w.rpm_max_age.is_some(), "rpm_max_age"), (w.rpm_key.is_some(), "rpm_key")] {
+            if set {
+                cx.error(&p.key(key), format!("`{key}` goes with `rpm_subject`"));
+                return Err(());
+            }
+        }
+        return Ok(None);
+    };
+    let mut ok = true;
+    if !subject::is_valid_filter(subject) {
+        cx.error(&p.key("rpm_subject"), format!("`{subject}` is not a valid subject filter"));
+        ok = false;
+    }
+    let max_age = duration(cx, &p.key("rpm_max_age"), w.rpm_max_age.as_deref(), Duration::from_secs(10));
+    if max_age.is_zero() {
+        cx.error(&p.key("rpm_max_age"), "rpm_max_age must be longer than 0s");
+        ok = false;
+    }
+    let key: Vec<String> = match &w.rpm_key {
+        Some(k) => k.clone(),
+        None => window_key.iter().filter(|f| *f != "sensor" && *f != "metric").cloned().collect(),
+    };
+    if key.is_empty() {
+        cx.error(&p.key("rpm_key"), "a speed needs key fields, e.g. [\"site\", \"machine\"]");
+        ok = false;
+    }
+    let mut template_index = Vec::new();
+    let mut window_index = Vec::new();
+    for (i, f) in key.iter().enumerate() {
+        match (template.field_index(f), window_key.iter().position(|k| k == f)) {
+            (Some(t), Some(w)) => {
+                template_index.push(t);
+                window_index.push(w);
+            }
+            _ => {
+                cx.error(
+                    &p.key("rpm_key").index(i),
+                    format!("`{f}` is not in the window's key ({})", window_key.join(", ")),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return Err(());
+    }
+    Ok(Some(Box::new(SpeedSpec { subject: subject.clone(), max_age, key, template_index, window_index })))
 }
 
 fn scalar_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<WindowKind> {
@@ -264,6 +332,7 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
                 units,
                 score,
             },
+            speed: None,
         })
     })
 }

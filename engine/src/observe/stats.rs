@@ -69,7 +69,7 @@ impl Make for Histogram {
 
 /// Every dead-letter reason the worker gives, so that each series exists (at 0) from the
 /// start: a rate over a series that appears only with its first increment misses it.
-const REASONS: [&str; 15] = [
+const REASONS: [&str; 16] = [
     "invalid_json",
     "missing_value",
     "non_finite_value",
@@ -83,6 +83,7 @@ const REASONS: [&str; 15] = [
     "missing_header",
     "bad_metadata",
     "empty_waveform",
+    "bad_rpm",
     "late",
     "max_deliver",
 ];

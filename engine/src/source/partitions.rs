@@ -60,7 +60,7 @@ pub fn source_filters(pipeline: &Pipeline) -> Vec<String> {
 /// The key fields `pipeline` partitions by: those in every window's key (a window keyed by
 /// fewer fields would be split between partitions).
 pub fn key_fields(pipeline: &Pipeline) -> Vec<String> {
-    crate::config::common_key_fields(pipeline.windows.iter().map(|w| w.key.as_slice()))
+    crate::config::common_key_fields(pipeline.windows.iter().flat_map(crate::config::WindowSpec::keys))
 }
 
 /// The derived stream's config for `pipeline`, sourcing `origin` (whose storage, replicas

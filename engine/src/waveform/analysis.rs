@@ -9,6 +9,7 @@ use stator_operators::velocity::AccelUnit;
 
 use super::context::{MachineSettings, Plans, Window};
 use super::spec::WaveformSpec;
+use super::speed::{Speed, SpeedTrack};
 use crate::features::Features;
 
 /// The samples one window of one key accumulated.
@@ -18,6 +19,7 @@ pub struct WavePane {
     sample_rate: f64,
     units: Option<AccelUnit>,
     rpm: Option<f64>,
+    tachometer: Option<Speed>,
 }
 
 impl WavePane {
@@ -41,6 +43,11 @@ impl WavePane {
         self.rpm = rpm.or(self.rpm);
     }
 
+    /// Sets the window's speed from the tachometer subject.
+    pub fn set_tachometer(&mut self, speed: Speed) {
+        self.tachometer = Some(speed);
+    }
+
     /// The samples in time order.
     pub fn samples(&mut self) -> Vec<f32> {
         self.segments.sort_by_key(|(t, _)| *t);
@@ -53,6 +60,7 @@ pub struct Analyzer {
     spec: WaveformSpec,
     kernels: Kernels,
     plans: Plans,
+    speed: Option<SpeedTrack>,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -64,7 +72,19 @@ impl std::fmt::Debug for Analyzer {
 impl Analyzer {
     /// An analyzer for one waveform window spec.
     pub fn new(spec: WaveformSpec) -> Self {
-        Self { spec, kernels: Kernels::detect(), plans: Plans::default() }
+        Self { spec, kernels: Kernels::detect(), plans: Plans::default(), speed: None }
+    }
+
+    /// An analyzer whose windows take their speed from a tachometer subject (`rpm_subject`),
+    /// for windows of `size` with `lateness`.
+    pub fn with_speed(spec: WaveformSpec, size: std::time::Duration, lateness: std::time::Duration) -> Self {
+        let speed = spec.speed.clone().map(|s| SpeedTrack::new(*s, size, lateness));
+        Self { speed, ..Self::new(spec) }
+    }
+
+    /// The speed readings it holds, when its windows have a tachometer subject.
+    pub fn speed(&mut self) -> Option<&mut SpeedTrack> {
+        self.speed.as_mut()
     }
 
     /// The features of one window's samples: `samples` and `sample_rate`, then each
@@ -82,6 +102,7 @@ impl Analyzer {
             machine,
             units: pane.units.unwrap_or(self.spec.settings.units),
             rpm: pane.rpm,
+            tachometer: pane.tachometer.take(),
             levels,
             plans: &mut self.plans,
             spectrum: None,
@@ -130,6 +151,7 @@ mod tests {
         WaveformSpec {
             operators,
             settings: AnalysisSettings { bearing: Some("6205".into()), rpm: Some(1797.0), ..Default::default() },
+            speed: None,
         }
     }
 

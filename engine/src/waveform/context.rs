@@ -65,6 +65,8 @@ pub struct Window<'a> {
     pub units: AccelUnit,
     /// Shaft speed carried by the messages, rpm.
     pub rpm: Option<f64>,
+    /// Shaft speed from the tachometer subject, or why there is none (`rpm_subject` windows).
+    pub tachometer: Option<super::speed::Speed>,
     pub(crate) levels: Levels,
     pub(crate) plans: &'a mut Plans,
     pub(crate) spectrum: Option<Option<Spectrum>>,

@@ -13,6 +13,7 @@ mod ops;
 pub mod registry;
 pub mod settings;
 pub mod spec;
+pub mod speed;
 
 pub use analysis::{Analyzer, WavePane};
 pub use context::{MachineSettings, Window};

@@ -2,6 +2,7 @@
 
 use super::operator::Operator;
 use super::settings::AnalysisSettings;
+use super::speed::SpeedSpec;
 
 /// Settings of a waveform window.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +11,8 @@ pub struct WaveformSpec {
     pub operators: Vec<Operator>,
     /// What they read.
     pub settings: AnalysisSettings,
+    /// Shaft speed from a tachometer subject (`rpm_subject`).
+    pub speed: Option<Box<SpeedSpec>>,
 }
 
 impl WaveformSpec {

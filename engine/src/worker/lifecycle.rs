@@ -105,6 +105,7 @@ pub(super) async fn run(
         ack_wait,
         stats: stats.clone(),
         closed: Vec::new(),
+        speed_released: Vec::new(),
         key_buf: String::new(),
         archive: None,
         max_ack_pending: usize::MAX,

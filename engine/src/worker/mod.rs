@@ -138,6 +138,8 @@ struct Worker {
     ack_wait: Duration,
     stats: Arc<Stats>,
     closed: Vec<WindowResult>,
+    /// Speed readings no window can use any more, to release.
+    speed_released: Vec<u64>,
     key_buf: String,
     archive: Option<Sink>,
     max_ack_pending: usize,

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::WindowResult;
 use crate::alert::baseline::Change;
@@ -15,13 +13,7 @@ use crate::config::{AlertRule, Pipeline};
 use crate::sink::Outbound;
 use crate::waveform::FeatureKind;
 
-/// Formats Unix milliseconds as RFC 3339 (UTC).
-pub fn rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
-}
+pub use crate::telemetry::rfc3339_ms;
 
 /// The `schema` of alert messages (docs/schemas/alert.v1.schema.json).
 pub const ALERT_SCHEMA: &str = "urn:stator:schema:alert:1";

@@ -90,6 +90,9 @@ impl Worker {
         } else {
             self.inflight.insert(seq, InFlight { reply, refs, since: now });
         }
+        for seq in std::mem::take(&mut self.speed_released) {
+            self.release(seq, commit);
+        }
         if self.archive.as_mut().is_some_and(Sink::take_full) {
             self.roll_archive(now, false, commit);
         }
@@ -111,6 +114,9 @@ impl Worker {
             .template
             .extract(msg.subject.as_str(), &mut fields)
             .map_err(|e| Refused::from(crate::telemetry::DecodeError::SubjectMismatch(e.to_string())))?;
+        if self.ops.iter_mut().any(|op| op.takes_speed(msg.subject.as_str())) {
+            return self.route_speed(msg, &fields, published_us, seq);
+        }
         let input = route::decode(&pipeline, msg, published_us)?;
         route::check_event_time(&pipeline, &input, published_us)?;
         let hold = self.barrier.is_some();
@@ -143,6 +149,24 @@ impl Worker {
             refs += 1;
         }
         Ok((refs, late))
+    }
+
+    /// A shaft speed reading (`rpm_subject`): held by the windows that take their speed from it
+    /// (never late: a window that closed without it said its speed was unknown).
+    fn route_speed(
+        &mut self,
+        msg: &async_nats::Message,
+        fields: &[&str],
+        published_us: i64,
+        seq: u64,
+    ) -> Result<(u32, Option<String>), Refused> {
+        let (t_ms, rpm) = route::decode_speed(&self.pipeline, msg, published_us)?;
+        route::check_event_time(&self.pipeline, &route::Input::Reading { t_ms, value: rpm }, published_us)?;
+        let mut refs = 0;
+        for op in &mut self.ops {
+            refs += u32::from(op.add_speed(msg.subject.as_str(), fields, (t_ms, rpm), seq, &mut self.speed_released));
+        }
+        Ok((refs, None))
     }
 
     /// A message JetStream will not deliver again: dead-letter it with reason `max_deliver`.

@@ -55,20 +55,38 @@ impl From<waveform::WaveformError> for Refused {
 
 /// Decodes a payload by the source's format.
 pub(crate) fn decode(pipeline: &Pipeline, msg: &async_nats::Message, published_us: i64) -> Result<Input, Refused> {
-    let source = &pipeline.source;
-    match source.format {
-        Format::Json => {
-            let time_field = match &source.event_time {
-                EventTime::Field(f) => Some(f.as_str()),
-                EventTime::PublishTime => None,
-            };
-            let r = telemetry::decode_json(&msg.payload, time_field)?;
-            Ok(Input::Reading { t_ms: r.event_time_ms.unwrap_or(published_us / 1000), value: r.value })
-        }
+    match pipeline.source.format {
+        Format::Json => reading(pipeline, msg, published_us).map(|(t_ms, value)| Input::Reading { t_ms, value }),
         Format::Waveform => {
             Ok(Input::Wave(waveform::decode::decode(msg.headers.as_ref(), &msg.payload, published_us)?))
         }
     }
+}
+
+/// Decodes a scalar JSON reading: (event time ms, as the source says; value).
+fn reading(pipeline: &Pipeline, msg: &async_nats::Message, published_us: i64) -> Result<(i64, f64), Refused> {
+    let time_field = match &pipeline.source.event_time {
+        EventTime::Field(f) => Some(f.as_str()),
+        EventTime::PublishTime => None,
+    };
+    let r = telemetry::decode_json(&msg.payload, time_field)?;
+    Ok((r.event_time_ms.unwrap_or(published_us / 1000), r.value))
+}
+
+/// Decodes a shaft speed reading (`rpm_subject`): a scalar JSON message whose value is in rpm.
+pub(crate) fn decode_speed(
+    pipeline: &Pipeline,
+    msg: &async_nats::Message,
+    published_us: i64,
+) -> Result<(i64, f64), Refused> {
+    let (t_ms, value) = reading(pipeline, msg, published_us)?;
+    if !(0.0..200_000.0).contains(&value) {
+        return Err(Refused {
+            code: "bad_rpm",
+            detail: format!("shaft speed {value} rpm is out of range (0 to 200000)"),
+        });
+    }
+    Ok((t_ms, value))
 }
 
 /// Refuses an event time further ahead of the publish time than the source allows.
@@ -103,7 +121,46 @@ impl Op {
     pub(crate) fn new(index: usize, spec: &WindowSpec) -> Self {
         match &spec.kind {
             WindowKind::Scalar(_) => Op::Scalar(WindowOperator::new(index, spec)),
-            WindowKind::Waveform(w) => Op::Wave(WindowOperator::new(index, spec), Box::new(Analyzer::new(w.clone()))),
+            WindowKind::Waveform(w) => Op::Wave(
+                WindowOperator::new(index, spec),
+                Box::new(Analyzer::with_speed(w.clone(), spec.size, spec.allowed_lateness)),
+            ),
+        }
+    }
+
+    /// Whether its windows take their speed from readings on `subject`.
+    pub(crate) fn takes_speed(&mut self, subject: &str) -> bool {
+        match self {
+            Op::Wave(_, a) => a.speed().is_some_and(|t| crate::subject::matches(&t.spec().subject, subject)),
+            Op::Scalar(_) => false,
+        }
+    }
+
+    /// Holds a speed reading if its windows take speed from `subject`; pushes to `released`
+    /// the readings no window can use any more. Whether it holds it.
+    pub(crate) fn add_speed(
+        &mut self,
+        subject: &str,
+        fields: &[&str],
+        reading: (i64, f64),
+        seq: u64,
+        released: &mut Vec<u64>,
+    ) -> bool {
+        let Op::Wave(_, a) = self else { return false };
+        let Some(track) = a.speed().filter(|t| crate::subject::matches(&t.spec().subject, subject)) else {
+            return false;
+        };
+        let key = track.key_of_fields(fields);
+        track.add(key, reading.0, reading.1, seq, released);
+        true
+    }
+
+    /// Gives up every held speed reading (all windows closed).
+    pub(crate) fn release_speeds(&mut self, released: &mut Vec<u64>) {
+        if let Op::Wave(_, a) = self
+            && let Some(t) = a.speed()
+        {
+            t.release_all(released);
         }
     }
 
@@ -185,6 +242,10 @@ impl Op {
                 let none = MachineSettings::default();
                 out.extend(closed.into_iter().map(|mut c| {
                     let settings = machine_at.and_then(|i| machines.get(&c.key[i])).map_or(&none, |m| &m.settings);
+                    if let Some(track) = analyzer.speed() {
+                        let key = track.key_of_window(&c.key);
+                        c.pane.set_tachometer(track.at(&key, c.start_ms, c.end_ms));
+                    }
                     let features = analyzer.analyze(&mut c.pane, settings);
                     result(c, features)
                 }));

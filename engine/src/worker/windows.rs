@@ -171,5 +171,12 @@ impl Worker {
     pub(super) fn flush(&mut self, commit: &mut Commit) {
         self.barrier = None;
         self.close_all(Instant::now(), false, true, commit);
+        let mut released = std::mem::take(&mut self.speed_released);
+        for op in &mut self.ops {
+            op.release_speeds(&mut released);
+        }
+        for seq in released {
+            self.release(seq, commit);
+        }
     }
 }

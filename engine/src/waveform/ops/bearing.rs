@@ -17,11 +17,11 @@ impl WaveformOperator for BearingFaults {
     }
 
     fn about(&self) -> &'static str {
-        "peak-to-median ratio at each defect frequency and 2 harmonics, within 2 % (speed error); verdict: the best-scoring kind whose fundamental clears 10 dB and whose score (fundamental + half the harmonics' mean) clears 15 dB; `bsf` is at 2 x BSF; the `defect`/`fundamental`/`harmonic`/`sideband` features explain the verdict's kind (`evidence_kind`; the best-scoring one when normal); `rpm_source` says where the speed came from (`message`, `machine_config`, `pipeline`)"
+        "peak-to-median ratio at each defect frequency and 2 harmonics, within 2 % (speed error); verdict: the best-scoring kind whose fundamental clears 10 dB and whose score (fundamental + half the harmonics' mean) clears 15 dB; `bsf` is at 2 x BSF; the `defect`/`fundamental`/`harmonic`/`sideband` features explain the verdict's kind (`evidence_kind`; the best-scoring one when normal); `rpm_source` says where the speed came from (`tachometer`, `message`, `machine_config`, `pipeline`)"
     }
 
     fn settings(&self) -> &'static [&'static str] {
-        &["bearing", "rpm", "fault_threshold_db", "envelope_band", "whiten"]
+        &["bearing", "rpm", "rpm_subject", "rpm_max_age", "rpm_key", "fault_threshold_db", "envelope_band", "whiten"]
     }
 
     fn features(&self) -> &'static [FeatureDef] {
@@ -52,9 +52,21 @@ impl WaveformOperator for BearingFaults {
     fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
         let designation = window.machine.bearing.as_deref().or(window.settings.bearing.as_deref());
         let geometry = designation.and_then(bearing::catalog);
-        let rpm = [(window.rpm, "message"), (window.machine.rpm, "machine_config"), (window.settings.rpm, "pipeline")]
-            .into_iter()
-            .find_map(|(rpm, source)| rpm.map(|r| (r, source)));
+        // A tachometer subject, when the window has one, is the speed: a stale one is no speed.
+        let rpm = match window.tachometer.clone() {
+            Some(Ok(rpm)) => Some((rpm, "tachometer")),
+            Some(Err(why)) => {
+                out.texts.push(("bearing.verdict", "unknown".into()));
+                out.texts.push(("bearing.note", why));
+                out.texts.push(("rpm_source", "unknown".into()));
+                return;
+            }
+            None => {
+                [(window.rpm, "message"), (window.machine.rpm, "machine_config"), (window.settings.rpm, "pipeline")]
+                    .into_iter()
+                    .find_map(|(rpm, source)| rpm.map(|r| (r, source)))
+            }
+        };
         let score = window.settings.score;
         let Some(env) = window.envelope() else { return };
         let (Some(g), Some((rpm, rpm_source))) = (geometry, rpm) else {
