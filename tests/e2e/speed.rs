@@ -1,7 +1,8 @@
 //! Shaft speed from a tachometer subject (`rpm_subject`): each waveform window takes its
 //! machine's speed by event time, follows a speed change between windows, uses a recent reading
 //! within `rpm_max_age` when the tachometer pauses, and says `unknown` with the reason after
-//! that; a reading out of range is dead-lettered; every reading is acknowledged in the end.
+//! that; a reading out of range is dead-lettered; every reading is acknowledged in the end. The
+//! envelope covers `revolutions` shaft turns whatever the speed.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +32,8 @@ key = ["site", "machine", "sensor"]
 tumbling = "2s"
 allowed_lateness = "1s"
 idle_timeout = "1h"
-operators = ["bearing_faults"]
+operators = ["envelope", "bearing_faults"]
+revolutions = 40      # the envelope over 40 shaft revolutions: 1.34 s at 1797 rpm, 2 s at 1200
 bearing = "6205"
 rpm = 3000.0          # a wrong default: the tachometer must win
 rpm_subject = "acme.*.*.*.*.*.speed.rpm"
@@ -90,6 +92,8 @@ async fn windows_take_the_tachometer_speed_of_their_time_and_say_when_it_is_stal
         assert_eq!((f["rpm"].as_f64(), f["rpm_source"].as_str()), (Some(rpm), Some("tachometer")), "window {k}: {f}");
         assert_eq!(f["bearing.verdict"], "outer_race", "window {k}: the defect frequency follows the speed: {f}");
         assert!((f["bearing.defect_hz"].as_f64().unwrap() - m.bpfo * rpm / 60.0).abs() < 1e-9, "window {k}: {f}");
+        let revolutions = f["envelope.revolutions"].as_f64().unwrap();
+        assert!((revolutions / 40.0 - 1.0).abs() < 0.03, "window {k}: {revolutions} revolutions");
     }
     // Window 5 starts at 10 s; the last reading (5.5 s) is older than rpm_max_age (3 s).
     let stale = at(5);

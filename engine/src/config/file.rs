@@ -192,6 +192,9 @@ pub struct WindowSection {
     /// the mean of its machine's readings inside the window, else the last one within
     /// `rpm_max_age` before it, else unknown (with the reason). The source must deliver them.
     pub rpm_subject: Option<String>,
+    /// Waveform: analyse the envelope over this many shaft revolutions of the window (when its
+    /// speed is known), so its bins fall on orders of the shaft speed. Default: the whole window.
+    pub revolutions: Option<u32>,
     /// Waveform: how long a speed reading stays valid. Default: `10s`.
     pub rpm_max_age: Option<String>,
     /// Waveform: the key fields a speed reading belongs to. Default: the window key without

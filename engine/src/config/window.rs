@@ -310,6 +310,10 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
             AccelUnit::G
         }
     };
+    if w.revolutions.is_some_and(|n| !(1..=100_000).contains(&n)) {
+        cx.error(&p.key("revolutions"), "revolutions must be from 1 to 100000");
+        ok = false;
+    }
     let mut score = ScoreConfig::default();
     if let Some(t) = w.fault_threshold_db {
         score.threshold_db = t;
@@ -331,6 +335,7 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
                 rpm: w.rpm,
                 units,
                 score,
+                revolutions: w.revolutions,
             },
             speed: None,
         })

@@ -211,4 +211,34 @@ mod tests {
         assert_eq!(a.texts, b.texts);
         assert_eq!(a.text("bearing.verdict"), Some("outer_race"));
     }
+
+    /// `revolutions = N`: the envelope covers N shaft revolutions (within the fast-length
+    /// rounding), so its bins are about 1/N order apart; without a speed, the whole window.
+    #[test]
+    fn the_envelope_may_cover_a_number_of_revolutions() {
+        let fs = 25_600.0;
+        let m = bearing::catalog("6205").expect("6205").multipliers();
+        let synth = SynthSpec { fault: Some((FaultKind::OuterRace, 0.3)), ..SynthSpec::healthy(fs, 1797.0, m, 3) };
+        let x = synthesize(&synth, 0, 2 * fs as usize);
+        let run = |rpm: Option<f64>| {
+            let mut s = spec(vec![Operator::named("envelope").unwrap(), Operator::named("bearing_faults").unwrap()]);
+            s.settings.revolutions = Some(30);
+            s.settings.rpm = rpm;
+            let mut pane = WavePane::default();
+            pane.add(&x, 0, fs, 0, 2000);
+            Analyzer::new(s).analyze(&mut pane, &MachineSettings::default())
+        };
+        let f = run(Some(1797.0));
+        let revolutions = f.scalar("envelope.revolutions").unwrap();
+        assert!((revolutions / 30.0 - 1.0).abs() < 0.03, "{revolutions}");
+        let step = f.vectors.iter().find(|(n, _)| *n == "envelope").unwrap().1.step;
+        assert!((step / (1797.0 / 60.0 / revolutions) - 1.0).abs() < 1e-9, "{step}");
+        assert_eq!(f.text("bearing.verdict"), Some("outer_race"));
+        let whole = run(None);
+        assert_eq!(whole.scalar("envelope.revolutions"), None);
+        assert_eq!(
+            whole.vectors.iter().find(|(n, _)| *n == "envelope").unwrap().1.step,
+            fs / smooth_len(2 * fs as usize) as f64
+        );
+    }
 }

@@ -48,7 +48,12 @@ pub struct EnvelopeSpectrum {
     pub spectrum: Vec<f32>,
     /// Bin spacing, Hz.
     pub df: f64,
+    /// Shaft revolutions analysed, with `revolutions`.
+    pub revolutions: Option<f64>,
 }
+
+/// Envelope FFT plans kept per window spec.
+const MAX_ENVELOPE_PLANS: usize = 8;
 
 /// One closed window as the operators see it: its samples and settings, and the results they
 /// share, each computed once, on first use.
@@ -108,18 +113,42 @@ impl Window<'_> {
         self.velocity.flatten()
     }
 
-    /// The squared-envelope spectrum over the longest fast FFT length of the samples, `None`
-    /// when that is below 64.
+    /// The shaft speed (rpm) and where it came from: the tachometer subject when the window has
+    /// one (a stale one is no speed: the reason), else the message, the machine config, the
+    /// pipeline.
+    pub fn shaft_speed(&self) -> Result<(f64, &'static str), String> {
+        match &self.tachometer {
+            Some(Ok(rpm)) => Ok((*rpm, "tachometer")),
+            Some(Err(why)) => Err(why.clone()),
+            None => [(self.rpm, "message"), (self.machine.rpm, "machine_config"), (self.settings.rpm, "pipeline")]
+                .into_iter()
+                .find_map(|(rpm, source)| rpm.map(|r| (r, source)))
+                .ok_or_else(|| "no shaft speed for this machine".to_owned()),
+        }
+    }
+
+    /// The squared-envelope spectrum over the longest fast FFT length of the samples (with
+    /// `revolutions` and a known speed, of at most that many shaft revolutions), `None` when that
+    /// is below 64.
     pub fn envelope(&mut self) -> Option<&EnvelopeSpectrum> {
         if self.envelope.is_none() {
-            let n = smooth_len(self.samples.len());
+            let revolutions = self.settings.revolutions.zip(self.shaft_speed().ok());
+            let wanted = revolutions.map_or(self.samples.len(), |(n, (rpm, _))| {
+                (f64::from(n) * self.sample_rate * 60.0 / rpm).round() as usize
+            });
+            let n = smooth_len(wanted.min(self.samples.len()));
             let computed = (n >= 64).then(|| {
+                // Plans by length; a varying speed varies the length, so only a few are kept.
+                if self.plans.envelope.len() >= MAX_ENVELOPE_PLANS && !self.plans.envelope.contains_key(&n) {
+                    self.plans.envelope.clear();
+                }
                 let plan = self.plans.envelope.entry(n).or_insert_with(|| EnvelopePlan::new(n));
                 let mut spectrum = vec![0.0f32; plan.bins()];
                 let band = self.settings.envelope_band.unwrap_or_else(|| default_band(self.sample_rate));
                 let config = EnvelopeConfig { band, whiten: self.settings.whiten };
                 plan.envelope_spectrum(&self.samples[..n], self.sample_rate, &config, &mut spectrum);
-                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64 }
+                let revolutions = revolutions.map(|(_, (rpm, _))| n as f64 / self.sample_rate * rpm / 60.0);
+                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64, revolutions }
             });
             self.envelope = Some(computed);
         }

@@ -33,6 +33,8 @@ pub struct AnalysisSettings {
     pub units: AccelUnit,
     /// Fault scoring.
     pub score: ScoreConfig,
+    /// Envelope over this many shaft revolutions (when the speed is known).
+    pub revolutions: Option<u32>,
 }
 
 impl Default for AnalysisSettings {
@@ -51,6 +53,7 @@ impl Default for AnalysisSettings {
             rpm: None,
             units: AccelUnit::G,
             score: ScoreConfig::default(),
+            revolutions: None,
         }
     }
 }

@@ -52,34 +52,22 @@ impl WaveformOperator for BearingFaults {
     fn compute(&self, window: &mut Window<'_>, out: &mut Features) {
         let designation = window.machine.bearing.as_deref().or(window.settings.bearing.as_deref());
         let geometry = designation.and_then(bearing::catalog);
-        // A tachometer subject, when the window has one, is the speed: a stale one is no speed.
-        let rpm = match window.tachometer.clone() {
-            Some(Ok(rpm)) => Some((rpm, "tachometer")),
-            Some(Err(why)) => {
-                out.texts.push(("bearing.verdict", "unknown".into()));
-                out.texts.push(("bearing.note", why));
-                out.texts.push(("rpm_source", "unknown".into()));
-                return;
-            }
-            None => {
-                [(window.rpm, "message"), (window.machine.rpm, "machine_config"), (window.settings.rpm, "pipeline")]
-                    .into_iter()
-                    .find_map(|(rpm, source)| rpm.map(|r| (r, source)))
-            }
-        };
+        let speed = window.shaft_speed();
         let score = window.settings.score;
         let Some(env) = window.envelope() else { return };
-        let (Some(g), Some((rpm, rpm_source))) = (geometry, rpm) else {
+        let note = match (designation, geometry, &speed) {
+            (None, _, _) => Some("no bearing type for this machine".to_owned()),
+            (Some(d), None, _) => Some(format!("bearing `{d}` is not in the catalog")),
+            (Some(_), Some(_), Err(why)) => Some(why.clone()),
+            (Some(_), Some(_), Ok(_)) => None,
+        };
+        let (Some(g), Ok((rpm, rpm_source)), None) = (geometry, &speed, &note) else {
             out.texts.push(("bearing.verdict", "unknown".into()));
-            let note = match (designation, geometry) {
-                (None, _) => "no bearing type for this machine".to_owned(),
-                (Some(d), None) => format!("bearing `{d}` is not in the catalog"),
-                (Some(_), Some(_)) => "no shaft speed for this machine".to_owned(),
-            };
-            out.texts.push(("bearing.note", note));
-            out.texts.push(("rpm_source", rpm.map_or("unknown", |(_, source)| source).into()));
+            out.texts.push(("bearing.note", note.unwrap_or_default()));
+            out.texts.push(("rpm_source", speed.as_ref().map_or("unknown", |(_, source)| source).into()));
             return;
         };
+        let (rpm, rpm_source) = (*rpm, *rpm_source);
         let d = diagnose(&env.spectrum, env.df, rpm / 60.0, &g.multipliers(), &score);
         for (name, kind) in [
             ("bearing.bpfo_db", FaultKind::OuterRace),

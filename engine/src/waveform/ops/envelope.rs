@@ -13,16 +13,19 @@ impl WaveformOperator for EnvelopeOp {
     }
 
     fn about(&self) -> &'static str {
-        "band-pass by FFT (`envelope_band`, default 1 kHz to 40 % of the sample rate, at most 10 kHz), analytic signal (Hilbert by FFT), squared envelope, Hann spectrum; optional `whiten`"
+        "band-pass by FFT (`envelope_band`, default 1 kHz to 40 % of the sample rate, at most 10 kHz), analytic signal (Hilbert by FFT), squared envelope, Hann spectrum; optional `whiten`; with `revolutions = N` and a known shaft speed, over the first N revolutions of the window (the largest fast FFT length not above them: bins of about 1/N order)"
     }
 
     fn settings(&self) -> &'static [&'static str] {
-        &["envelope_band", "whiten"]
+        &["envelope_band", "whiten", "revolutions"]
     }
 
     fn features(&self) -> &'static [FeatureDef] {
-        const FEATURES: &[FeatureDef] =
-            &[FeatureDef::vector("envelope", "input unit²"), FeatureDef::scalar("envelope.peak_hz", "Hz")];
+        const FEATURES: &[FeatureDef] = &[
+            FeatureDef::vector("envelope", "input unit²"),
+            FeatureDef::scalar("envelope.peak_hz", "Hz"),
+            FeatureDef::scalar_sometimes("envelope.revolutions", "revolutions"),
+        ];
         FEATURES
     }
 
@@ -30,6 +33,9 @@ impl WaveformOperator for EnvelopeOp {
         let Some(e) = window.envelope() else { return };
         let (k, _) = peak(&e.spectrum[1..]);
         out.scalars.push(("envelope.peak_hz", (k + 1) as f64 * e.df));
+        if let Some(r) = e.revolutions {
+            out.scalars.push(("envelope.revolutions", r));
+        }
         out.vectors.push(("envelope", Vector { step: e.df, values: e.spectrum.clone() }));
     }
 }
