@@ -100,7 +100,8 @@ pub struct Evidence {
     pub frequency_hz: f64,
     /// The harmonics, fundamental first.
     pub lines: Vec<Line>,
-    /// Inner race only: the stronger shaft sideband around the fundamental, dB.
+    /// The stronger sideband around the fundamental, dB, at what modulates the impacts: the
+    /// shaft speed for an inner race, the cage (FTF) for a ball; none for the others.
     pub sideband_db: Option<f64>,
     /// The score: the fundamental's SNR plus half the mean SNR of the higher harmonics
     /// (negative SNRs count as 0), dB.
@@ -179,8 +180,15 @@ pub fn diagnose(spectrum: &[f32], df: f64, shaft_hz: f64, m: &Multipliers, cfg: 
             let lines: Vec<Line> = (1..=cfg.harmonics.max(1))
                 .map(|order| line(spectrum, df, f0 * f64::from(order), cfg.speed_tolerance, order))
                 .collect();
-            let sideband_db = (kind == FaultKind::InnerRace).then(|| {
-                [f0 - shaft_hz, f0 + shaft_hz]
+            // What modulates the impacts: an inner race turns with the shaft, a ball with the
+            // cage; an outer race and the cage itself are not carried round by anything.
+            let modulation = match kind {
+                FaultKind::InnerRace => Some(shaft_hz),
+                FaultKind::Ball => Some(FaultKind::Cage.frequency(m, shaft_hz)),
+                FaultKind::OuterRace | FaultKind::Cage => None,
+            };
+            let sideband_db = modulation.map(|fm| {
+                [f0 - fm, f0 + fm]
                     .iter()
                     .map(|f| line(spectrum, df, *f, cfg.speed_tolerance, 1).snr_db)
                     .fold(f64::NEG_INFINITY, f64::max)

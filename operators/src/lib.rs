@@ -9,6 +9,7 @@ pub use stats::{Aggregate, Moments};
 pub mod bearing;
 pub mod envelope;
 pub mod faults;
+pub mod kurtogram;
 pub mod signal;
 pub mod simd;
 pub mod spectrum;

@@ -171,9 +171,10 @@ pub struct WindowSection {
     pub overlap: Option<f64>,
     /// Waveform: `hann`, `flat_top` or `rectangular`. Default: `hann`.
     pub spectral_window: Option<String>,
-    /// Waveform: envelope band-pass `[low_hz, high_hz]`. Default: 1 kHz to 40 % of the sample
-    /// rate (at most 10 kHz).
-    pub envelope_band: Option<[f64; 2]>,
+    /// Waveform: envelope band-pass `[low_hz, high_hz]`, or `"kurtogram"`: the most impulsive
+    /// band, chosen per window by spectral kurtosis (needs the bearing and the speed; else
+    /// 1 kHz to 40 % of the sample rate, at most 10 kHz). Default: `"kurtogram"`.
+    pub envelope_band: Option<BandSetting>,
     /// Waveform: whiten the band before demodulating. Default: false.
     pub whiten: Option<bool>,
     /// Waveform: velocity band `[low_hz, high_hz]`. Default: `[10, 1000]` (ISO 20816).
@@ -207,6 +208,16 @@ pub struct WindowSection {
     /// Publish each closed window's features to this subject (`{field}` from the key), e.g.
     /// `acme.{site}.features.{machine}.{sensor}`.
     pub publish: Option<String>,
+}
+
+/// `envelope_band`: a band or a method.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum BandSetting {
+    /// `[low_hz, high_hz]`.
+    Range([f64; 2]),
+    /// `"kurtogram"`.
+    Method(String),
 }
 
 /// `hopping = { size, every }`.

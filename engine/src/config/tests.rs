@@ -252,3 +252,23 @@ fn a_tachometer_subject_is_checked_against_the_window_and_the_source() {
             .any(|l| l.contains("`window[0].rpm_subject`: a tachometer subject serves waveform windows"))
     );
 }
+
+#[test]
+fn an_envelope_band_is_a_range_or_the_kurtogram() {
+    let shipped = include_str!("../../../pipelines/bearing-health.toml");
+    let band = |setting: &str| {
+        let text = shipped.replace("rpm = 1797.0", &format!("rpm = 1797.0\nenvelope_band = {setting}"));
+        match load_str(Path::new("b.toml"), &text, &|_| None) {
+            Ok(l) => match &l.pipeline.windows[0].kind {
+                WindowKind::Waveform(w) => Ok(w.settings.envelope_band),
+                WindowKind::Scalar(_) => panic!("a waveform window"),
+            },
+            Err(ConfigError::Invalid(d)) => Err(d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(band("[2000.0, 5000.0]"), Ok(Some((2000.0, 5000.0))));
+    assert_eq!(band("\"kurtogram\""), Ok(None));
+    assert!(band("\"widest\"").unwrap_err().contains("`window[0].envelope_band`: `widest` is not a band"));
+    assert!(band("[5000.0, 2000.0]").unwrap_err().contains("a band is [low_hz, high_hz] with low < high"));
+}

@@ -7,7 +7,7 @@ use stator_operators::spectrum::WindowFn;
 use stator_operators::velocity::{AccelUnit, Foundation, MachineGroup};
 
 use super::checker::{Checker, duration, is_name};
-use super::file::WindowSection;
+use super::file::{BandSetting, WindowSection};
 use super::{KeyPath, MAX_KEY_FIELDS, WindowKind, WindowSpec};
 use crate::subject::{self, SubjectTemplate};
 use crate::waveform::speed::SpeedSpec;
@@ -271,8 +271,17 @@ fn waveform_kind(cx: &mut Checker, p: &KeyPath, w: &WindowSection) -> Option<Win
         }
         b
     };
-    let envelope_band = band("envelope_band", w.envelope_band);
+    let (envelope_range, unknown_method) = match &w.envelope_band {
+        Some(BandSetting::Range(r)) => (Some(*r), None),
+        Some(BandSetting::Method(m)) if m != "kurtogram" => (None, Some(m.clone())),
+        _ => (None, None),
+    };
+    let envelope_band = band("envelope_band", envelope_range);
     let velocity_band = band("velocity_band", w.velocity_band).unwrap_or(defaults.velocity_band);
+    if let Some(m) = unknown_method {
+        cx.error(&p.key("envelope_band"), format!("`{m}` is not a band: write [low_hz, high_hz] or \"kurtogram\""));
+        ok = false;
+    }
     let machine_group = match w.machine_group.as_deref().unwrap_or("medium") {
         "medium" => MachineGroup::Medium,
         "large" => MachineGroup::Large,

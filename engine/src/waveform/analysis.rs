@@ -241,4 +241,42 @@ mod tests {
             fs / smooth_len(2 * fs as usize) as f64
         );
     }
+
+    /// The simulated half of docs/VIBRATION.md's confusion table, through the analyzer with the
+    /// default (kurtogram) band: every kind found, at every rate and speed, and no healthy
+    /// window flagged (the hard constraint).
+    #[test]
+    fn every_kind_is_told_apart_and_no_healthy_window_is_flagged() {
+        let m = bearing::catalog("6205").expect("6205").multipliers();
+        let mut seed = 100;
+        let mut wrong = Vec::new();
+        for fs in [12_000.0, 25_600.0, 51_200.0] {
+            for rpm in [900.0, 1797.0, 3600.0] {
+                for fault in [
+                    None,
+                    Some(FaultKind::OuterRace),
+                    Some(FaultKind::InnerRace),
+                    Some(FaultKind::Ball),
+                    Some(FaultKind::Cage),
+                ] {
+                    seed += 1;
+                    let synth = SynthSpec { fault: fault.map(|k| (k, 0.3)), ..SynthSpec::healthy(fs, rpm, m, seed) };
+                    let window = 2 * fs as usize;
+                    for w in 0..2u64 {
+                        let x = synthesize(&synth, w * window as u64, window);
+                        let mut s = spec(vec![Operator::named("bearing_faults").unwrap()]);
+                        s.settings.rpm = Some(rpm);
+                        let mut pane = WavePane::default();
+                        pane.add(&x, 0, fs, 0, 2000);
+                        let f = Analyzer::new(s).analyze(&mut pane, &MachineSettings::default());
+                        let want = fault.map_or("normal", FaultKind::name);
+                        if f.text("bearing.verdict") != Some(want) {
+                            wrong.push(format!("{fs} Hz, {rpm} rpm, {want}: {:?}", f.text("bearing.verdict")));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
 }

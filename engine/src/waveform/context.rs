@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
+use stator_operators::bearing;
 use stator_operators::envelope::{EnvelopeConfig, EnvelopePlan, default_band};
+use stator_operators::faults::FaultKind;
+use stator_operators::kurtogram::Kurtogram;
 use stator_operators::signal::Levels;
 use stator_operators::spectrum::{SpectrumPlan, Welch};
 use stator_operators::velocity::{AccelUnit, velocity_rms_mm_s};
@@ -28,6 +31,7 @@ pub struct MachineSettings {
 pub struct Plans {
     welch: HashMap<usize, Welch>,
     envelope: HashMap<usize, EnvelopePlan>,
+    kurtogram: HashMap<usize, Kurtogram>,
 }
 
 /// The Welch amplitude spectrum of a window.
@@ -50,7 +54,14 @@ pub struct EnvelopeSpectrum {
     pub df: f64,
     /// Shaft revolutions analysed, with `revolutions`.
     pub revolutions: Option<f64>,
+    /// The band demodulated, Hz.
+    pub band: (f64, f64),
+    /// Its spectral kurtosis, when a kurtogram chose it.
+    pub band_kurtosis: Option<f64>,
 }
+
+/// Kurtogram levels looked at: bands down to `fs / 128`.
+const KURTOGRAM_LEVELS: u32 = 6;
 
 /// Envelope FFT plans kept per window spec.
 const MAX_ENVELOPE_PLANS: usize = 8;
@@ -127,6 +138,17 @@ impl Window<'_> {
         }
     }
 
+    /// The narrowest band a kurtogram may choose: twice the highest envelope line the bearing
+    /// diagnosis reads (the last harmonic of the fastest defect frequency), since demodulating a
+    /// band keeps modulation up to half its width. `None` without a bearing type and a speed.
+    fn kurtogram_min_band(&self) -> Option<f64> {
+        let designation = self.machine.bearing.as_deref().or(self.settings.bearing.as_deref())?;
+        let m = bearing::catalog(designation)?.multipliers();
+        let (rpm, _) = self.shaft_speed().ok()?;
+        let fastest = FaultKind::ALL.iter().map(|k| k.frequency(&m, rpm / 60.0)).fold(0.0, f64::max);
+        Some(2.0 * f64::from(self.settings.score.harmonics) * fastest)
+    }
+
     /// The squared-envelope spectrum over the longest fast FFT length of the samples (with
     /// `revolutions` and a known speed, of at most that many shaft revolutions), `None` when that
     /// is below 64.
@@ -142,13 +164,27 @@ impl Window<'_> {
                 if self.plans.envelope.len() >= MAX_ENVELOPE_PLANS && !self.plans.envelope.contains_key(&n) {
                     self.plans.envelope.clear();
                 }
+                let x = &self.samples[..n];
+                let (band, band_kurtosis) = match (self.settings.envelope_band, self.kurtogram_min_band()) {
+                    (Some(band), _) => (band, None),
+                    (None, Some(min_bandwidth)) => {
+                        if self.plans.kurtogram.len() >= MAX_ENVELOPE_PLANS && !self.plans.kurtogram.contains_key(&n) {
+                            self.plans.kurtogram.clear();
+                        }
+                        let k = self.plans.kurtogram.entry(n).or_insert_with(|| Kurtogram::new(n));
+                        match k.select(x, self.sample_rate, min_bandwidth, KURTOGRAM_LEVELS) {
+                            Some(b) => ((b.lo, b.hi), Some(b.kurtosis)),
+                            None => (default_band(self.sample_rate), None),
+                        }
+                    }
+                    (None, None) => (default_band(self.sample_rate), None),
+                };
                 let plan = self.plans.envelope.entry(n).or_insert_with(|| EnvelopePlan::new(n));
                 let mut spectrum = vec![0.0f32; plan.bins()];
-                let band = self.settings.envelope_band.unwrap_or_else(|| default_band(self.sample_rate));
                 let config = EnvelopeConfig { band, whiten: self.settings.whiten };
-                plan.envelope_spectrum(&self.samples[..n], self.sample_rate, &config, &mut spectrum);
+                plan.envelope_spectrum(x, self.sample_rate, &config, &mut spectrum);
                 let revolutions = revolutions.map(|(_, (rpm, _))| n as f64 / self.sample_rate * rpm / 60.0);
-                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64, revolutions }
+                EnvelopeSpectrum { spectrum, df: self.sample_rate / n as f64, revolutions, band, band_kurtosis }
             });
             self.envelope = Some(computed);
         }

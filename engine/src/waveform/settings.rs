@@ -15,7 +15,8 @@ pub struct AnalysisSettings {
     pub overlap: f64,
     /// Spectral window.
     pub spectral_window: WindowFn,
-    /// Envelope band (None: the default for the sample rate).
+    /// Envelope band (None: chosen per window by kurtogram when the bearing and speed are known,
+    /// else the default for the sample rate).
     pub envelope_band: Option<(f64, f64)>,
     /// Whiten before demodulating.
     pub whiten: bool,

@@ -13,7 +13,7 @@ impl WaveformOperator for EnvelopeOp {
     }
 
     fn about(&self) -> &'static str {
-        "band-pass by FFT (`envelope_band`, default 1 kHz to 40 % of the sample rate, at most 10 kHz), analytic signal (Hilbert by FFT), squared envelope, Hann spectrum; optional `whiten`; with `revolutions = N` and a known shaft speed, over the first N revolutions of the window (the largest fast FFT length not above them: bins of about 1/N order)"
+        "band-pass by FFT (`envelope_band`; default `kurtogram`: per window, the band of highest spectral kurtosis on the binary levels of a fast kurtogram, no narrower than twice the highest envelope line the bearing diagnosis reads; without a bearing type and speed, 1 kHz to 40 % of the sample rate, at most 10 kHz), analytic signal (Hilbert by FFT), squared envelope, Hann spectrum; optional `whiten`; with `revolutions = N` and a known shaft speed, over the first N revolutions of the window (the largest fast FFT length not above them: bins of about 1/N order)"
     }
 
     fn settings(&self) -> &'static [&'static str] {
@@ -24,6 +24,9 @@ impl WaveformOperator for EnvelopeOp {
         const FEATURES: &[FeatureDef] = &[
             FeatureDef::vector("envelope", "input unit²"),
             FeatureDef::scalar("envelope.peak_hz", "Hz"),
+            FeatureDef::scalar("envelope.band_lo_hz", "Hz"),
+            FeatureDef::scalar("envelope.band_hi_hz", "Hz"),
+            FeatureDef::scalar_sometimes("envelope.band_kurtosis", "1"),
             FeatureDef::scalar_sometimes("envelope.revolutions", "revolutions"),
         ];
         FEATURES
@@ -33,6 +36,11 @@ impl WaveformOperator for EnvelopeOp {
         let Some(e) = window.envelope() else { return };
         let (k, _) = peak(&e.spectrum[1..]);
         out.scalars.push(("envelope.peak_hz", (k + 1) as f64 * e.df));
+        out.scalars.push(("envelope.band_lo_hz", e.band.0));
+        out.scalars.push(("envelope.band_hi_hz", e.band.1));
+        if let Some(k) = e.band_kurtosis {
+            out.scalars.push(("envelope.band_kurtosis", k));
+        }
         if let Some(r) = e.revolutions {
             out.scalars.push(("envelope.revolutions", r));
         }
