@@ -226,7 +226,7 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
         sites: vec!["munich".into()],
         areas: 1,
         lines: 1,
-        machines_per_line: 4,
+        machines_per_line: 6,
         drift: vec![],
         drift_to: 0.0,
         interval: Duration::from_secs(1),
@@ -241,7 +241,9 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
         blocks: 8,
         bearing: "6205".into(),
         rpm: 1797.0,
-        faults: vec!["cnc-002:outer_race:0.5".parse().unwrap(), "cnc-003:inner_race:0.5".parse::<SimFault>().unwrap()],
+        faults: ["cnc-002:outer_race:0.5", "cnc-003:inner_race:0.5", "cnc-005:ball:0.5", "cnc-006:cage:0.5"]
+            .map(|f| f.parse::<SimFault>().unwrap())
+            .to_vec(),
     };
     simulate::publish_waveforms(&js, &plant, &sim, |_| {}).await.unwrap();
     let (path, text) = stator::SHIPPED_PIPELINES[1];
@@ -259,19 +261,23 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
     let all = |m: &str, want: &str| verdicts[m].iter().all(|v| v == want);
     assert!(all("cnc-001", "normal") && all("cnc-004", "normal"), "{verdicts:?}");
     assert!(all("cnc-002", "outer_race") && all("cnc-003", "inner_race"), "{verdicts:?}");
+    assert!(all("cnc-005", "ball") && all("cnc-006", "cage"), "{verdicts:?}");
     let alerted = alerts(&js).await;
-    let subjects: std::collections::BTreeSet<&str> = alerted.iter().map(|(s, _, _)| s.as_str()).collect();
-    assert_eq!(subjects, ["acme.munich.alert.bearing.cnc-002", "acme.munich.alert.bearing.cnc-003"].into());
+    let subjects: std::collections::BTreeSet<String> = alerted.iter().map(|(s, _, _)| s.clone()).collect();
+    let machines = ["cnc-002", "cnc-003", "cnc-005", "cnc-006"];
+    assert_eq!(subjects, machines.iter().map(|m| format!("acme.munich.alert.bearing.{m}")).collect());
 
     // Each bearing alert says what is wrong, at which frequency and speed, without the archive.
     let m = stator_operators::bearing::catalog("6205").unwrap().multipliers();
     let shaft_hz = 1797.0 / 60.0;
     let bearing: Vec<&Alert> = alerted.iter().map(|(_, _, a)| a).filter(|a| a.rule == "bearing-fault").collect();
-    assert_eq!(bearing.len(), 2, "one raise per faulty machine: {alerted:?}");
+    assert_eq!(bearing.len(), 4, "one raise per faulty machine: {alerted:?}");
     for a in bearing {
         let (kind, orders) = match a.key["machine"].as_str() {
             "cnc-002" => ("outer_race", m.bpfo),
             "cnc-003" => ("inner_race", m.bpfi),
+            "cnc-005" => ("ball", 2.0 * m.bsf),
+            "cnc-006" => ("cage", m.ftf),
             other => panic!("{other} alerted"),
         };
         assert_eq!(a.kind, kind, "{a:?}");
@@ -287,7 +293,12 @@ async fn simulated_bearing_faults_are_found_by_the_shipped_bearing_pipeline() {
         assert_eq!((number("rpm", "rpm"), text("rpm_source")), (1797.0, "message"));
         assert!(number("bearing.fundamental_db", "dB") >= 10.0, "{e:?}");
         assert!(number("bearing.harmonics_present", "lines") >= 2.0, "{e:?}");
-        assert_eq!(e.contains_key("bearing.sideband_db"), kind == "inner_race", "shaft sidebands are an inner race's");
+        let modulated = kind == "inner_race" || kind == "ball";
+        assert_eq!(
+            e.contains_key("bearing.sideband_db"),
+            modulated,
+            "shaft sidebands for an inner race, cage for a ball"
+        );
         assert_eq!((text("bearing.type"), text("iso_zone")), ("6205", "A"));
         assert_eq!(number("iso_zone", "zone 1-4"), 1.0);
         assert_eq!(e["velocity_rms"]["unit"], "mm/s");
