@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use stator_operators::bearing::{self, Multipliers};
 use stator_operators::envelope::{EnvelopeConfig, EnvelopePlan, default_band};
-use stator_operators::faults::{FaultKind, ScoreConfig, diagnose};
+use stator_operators::faults::{ScoreConfig, diagnose};
 use stator_operators::kurtogram::Kurtogram;
-use stator_operators::synth::{SynthSpec, synthesize};
+use stator_operators::synth::{survey, synthesize};
 
 /// A recording or a simulated machine: label, samples, rate, rpm.
 struct Case {
@@ -89,25 +89,15 @@ fn cwru(dir: &PathBuf) -> Vec<Case> {
 }
 
 fn simulated(m: Multipliers) -> Vec<Case> {
-    let mut out = Vec::new();
-    let mut seed = 100;
-    for fs in [12_000.0, 25_600.0, 51_200.0] {
-        for rpm in [900.0, 1797.0, 3600.0] {
-            for fault in [
-                None,
-                Some(FaultKind::OuterRace),
-                Some(FaultKind::InnerRace),
-                Some(FaultKind::Ball),
-                Some(FaultKind::Cage),
-            ] {
-                seed += 1;
-                let spec = SynthSpec { fault: fault.map(|k| (k, 0.3)), ..SynthSpec::healthy(fs, rpm, m, seed) };
-                let x = synthesize(&spec, 0, (6.0 * fs) as usize);
-                out.push(Case { label: fault.map_or("normal", FaultKind::name).to_owned(), x, fs, rpm });
-            }
-        }
-    }
-    out
+    survey(m)
+        .into_iter()
+        .map(|spec| Case {
+            label: spec.fault.map_or("normal", |(k, _)| k.name()).to_owned(),
+            x: synthesize(&spec, 0, (6.0 * spec.sample_rate) as usize),
+            fs: spec.sample_rate,
+            rpm: spec.rpm,
+        })
+        .collect()
 }
 
 fn table(title: &str, cases: &[Case], m: &Multipliers, method: Method) {

@@ -37,6 +37,22 @@ impl SynthSpec {
     }
 }
 
+/// The simulated machines of the diagnosis survey (docs/VIBRATION.md's confusion tables): a
+/// healthy one and one of every fault kind (0.3 g impacts) at 12, 25.6 and 51.2 kHz and 900,
+/// 1797 and 3600 rpm, each with a seed of its own.
+pub fn survey(bearing: Multipliers) -> Vec<SynthSpec> {
+    let mut out = Vec::new();
+    for fs in [12_000.0, 25_600.0, 51_200.0] {
+        for rpm in [900.0, 1797.0, 3600.0] {
+            for fault in std::iter::once(None).chain(FaultKind::ALL.map(Some)) {
+                let seed = 101 + out.len() as u64;
+                out.push(SynthSpec { fault: fault.map(|k| (k, 0.3)), ..SynthSpec::healthy(fs, rpm, bearing, seed) });
+            }
+        }
+    }
+    out
+}
+
 fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
