@@ -7,6 +7,7 @@ use stator_operators::velocity::Zone;
 use super::checker::{Checker, duration, is_name};
 use super::file::{AlertSection, LevelValue, WindowSection};
 use super::{AlertKind, AlertRule, BaselineSpec, Compare, KeyPath, WindowSpec};
+use crate::subject::OutputTemplate;
 use crate::waveform::{FeatureDef, FeatureKind};
 
 /// What a rule on a `bearing.*` feature attaches by default (those its window computes).
@@ -54,7 +55,8 @@ fn included(cx: &mut Checker, p: &KeyPath, a: &AlertSection, w: &WindowSpec) -> 
             let why = if vector {
                 format!("`{name}` is a spectrum; spectra are published with the window's features, not in alerts")
             } else {
-                let known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+                let mut known: Vec<&str> = defs.iter().map(|d| d.name).collect();
+                known.dedup(); // `iso_zone` is a number and a text
                 format!("window `{}` does not compute `{name}`; it computes {}", w.name, known.join(", "))
             };
             cx.error(&p.key("include").index(i), why);
@@ -67,7 +69,6 @@ fn included(cx: &mut Checker, p: &KeyPath, a: &AlertSection, w: &WindowSpec) -> 
     }
     ok.then_some(out)
 }
-use crate::subject::OutputTemplate;
 
 fn level(cx: &mut Checker, p: &KeyPath, key: &str, v: &Option<LevelValue>, metric: &str) -> Option<Option<f64>> {
     match v {
