@@ -39,6 +39,7 @@ pub struct Kurtogram {
     planner: FftPlanner<f32>,
     spectrum: Vec<Complex<f32>>,
     band: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
 }
 
 impl std::fmt::Debug for Kurtogram {
@@ -65,7 +66,15 @@ impl Kurtogram {
     pub fn new(n: usize) -> Self {
         let mut planner = FftPlanner::new();
         let forward = planner.plan_fft_forward(n);
-        Self { n, forward, inverse: HashMap::new(), planner, spectrum: Vec::new(), band: Vec::new() }
+        Self {
+            n,
+            forward,
+            inverse: HashMap::new(),
+            planner,
+            spectrum: Vec::new(),
+            band: Vec::new(),
+            scratch: Vec::new(),
+        }
     }
 
     /// The most impulsive band of `x` (exactly `n` samples) no narrower than
@@ -78,7 +87,13 @@ impl Kurtogram {
         let n = self.n;
         self.spectrum.clear();
         self.spectrum.extend(x.iter().map(|s| Complex::new(*s, 0.0)));
-        self.forward.process(&mut self.spectrum);
+        // One scratch buffer for every transform (rustfft's `process` would allocate one per
+        // call: a window runs up to 126 band transforms).
+        let need = self.forward.get_inplace_scratch_len();
+        if self.scratch.len() < need {
+            self.scratch.resize(need, Complex::default());
+        }
+        self.forward.process_with_scratch(&mut self.spectrum, &mut self.scratch[..need]);
         let df = sample_rate / n as f64;
         let mut best: Option<Band> = None;
         for level in 1..=max_level {
@@ -96,7 +111,11 @@ impl Kurtogram {
                 if first == 0 {
                     self.band[0] = Complex::default(); // no DC
                 }
-                inverse.process(&mut self.band);
+                let need = inverse.get_inplace_scratch_len();
+                if self.scratch.len() < need {
+                    self.scratch.resize(need, Complex::default());
+                }
+                inverse.process_with_scratch(&mut self.band, &mut self.scratch[..need]);
                 let kurtosis = complex_kurtosis(&self.band);
                 if best.is_none_or(|b| kurtosis > b.kurtosis) {
                     let lo = first as f64 * df;

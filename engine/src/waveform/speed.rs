@@ -99,10 +99,13 @@ impl SpeedTrack {
         let Some(r) = self.by_key.get(key) else {
             return Err(format!("no speed reading on `{subject}` for `{key}`"));
         };
-        let inside: Vec<f64> =
-            r.items.iter().filter(|(t, _, _)| (start_ms..end_ms).contains(t)).map(|(_, rpm, _)| *rpm).collect();
-        if !inside.is_empty() {
-            return Ok(inside.iter().sum::<f64>() / inside.len() as f64);
+        let (sum, n) = r
+            .items
+            .iter()
+            .filter(|(t, _, _)| (start_ms..end_ms).contains(t))
+            .fold((0.0, 0u32), |(sum, n), (_, rpm, _)| (sum + rpm, n + 1));
+        if n > 0 {
+            return Ok(sum / f64::from(n));
         }
         let oldest = start_ms - ms(self.spec.max_age);
         r.items.iter().rev().find(|(t, _, _)| (oldest..start_ms).contains(t)).map(|(_, rpm, _)| *rpm).ok_or_else(|| {
