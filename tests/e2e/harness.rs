@@ -167,6 +167,11 @@ pub struct RunningWorker {
 impl RunningWorker {
     pub async fn start(pipeline: &Pipeline, url: &str, mode: RunMode) -> Self {
         let client = stator::connect(url).await.expect("connect");
+        Self::on(pipeline, client, mode).await
+    }
+
+    /// Starts the worker on a client the test connected (e.g. through a proxy it cuts).
+    pub async fn on(pipeline: &Pipeline, client: async_nats::Client, mode: RunMode) -> Self {
         let (stop, rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
         let stats = metrics.pipeline(&pipeline.name);

@@ -139,3 +139,35 @@ async fn a_nats_server_restart_mid_run_ends_with_the_same_alerts() {
     worker.stop().await;
     assert_eq!(ids_and_values(&js).await, expected);
 }
+
+/// A worker started while NATS does not answer (the link to the server down) does not give
+/// up: its run fails with a timeout, is counted and started again, and once the link is back
+/// it binds and drains everything, with the alerts of an uninterrupted run.
+#[tokio::test]
+async fn a_worker_started_while_nats_does_not_answer_runs_once_it_does() {
+    let text = rms_pipeline("2s", 1, "1h");
+    let all = readings();
+    let expected = reference_alerts(&all, &text).await;
+
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    publish(&js, &all).await;
+    let port = server.url().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("server port");
+    let link = stator::wan::Proxy::start(([127, 0, 0, 1], port).into()).await.expect("proxy");
+    let client = stator::connect(&format!("nats://{}", link.addr)).await.expect("connect through the proxy");
+    link.cut();
+    let p = pipeline(&text, &server.url());
+    let worker = RunningWorker::on(&p, client, RunMode::Drain).await;
+    let stats = worker.stats.clone();
+    wait_until(Duration::from_secs(60), "the run failed and was started again", || async {
+        Stats::get(&stats.run_restarts) >= 1
+    })
+    .await;
+    assert!(!worker.task.is_finished(), "the worker keeps going");
+    assert_eq!(Stats::get(&stats.fetched), 0);
+    link.restore();
+    worker.finish().await;
+    assert_eq!(Stats::get(&stats.fetched), all.len() as u64);
+    assert_eq!(ids_and_values(&js).await, expected);
+    assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
+}

@@ -269,6 +269,10 @@ pipeline_metrics! {
     /// Consumers this worker is the pinned (active) one for; 0 on a standby. A consumer
     /// without a priority group (one worker only) counts as pinned.
     consumers_pinned: Gauge = "consumers_pinned",
+    /// Runs of the pipeline (or of one of its partitions) that ended with an error NATS may get
+    /// over (a request not answered during a leader election, a lost connection) and were
+    /// started again.
+    run_restarts: Counter = "run_restarts",
     /// Times this worker stood down: the server pinned another worker for a consumer it was
     /// active on, and it dropped its open windows for that worker to compute.
     stand_downs: Counter = "stand_downs",

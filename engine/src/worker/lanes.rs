@@ -32,9 +32,59 @@ pub async fn run(
     mode: RunMode,
 ) -> Result<(), WorkerError> {
     if pipeline.source.partitions <= 1 {
-        return lifecycle::run(pipeline, client, shutdown, stats, mode, None).await;
+        return run_whole(pipeline, client, shutdown, stats, mode).await;
     }
     Keeper::start(pipeline, client, stats, mode).await?.keep(shutdown).await
+}
+
+/// The first wait before an unpartitioned run is started again after NATS failed it; it
+/// doubles with each failure in a row, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two starts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// An unpartitioned pipeline: one run on its consumer, started again (after a growing wait)
+/// when it ends with an error NATS may get over, as a partition's run is (see
+/// [`Keeper::reap`]): a request that times out while a cluster elects a stream leader must
+/// not end a worker meant to run for months.
+async fn run_whole(
+    pipeline: Arc<Pipeline>,
+    client: async_nats::Client,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+    mode: RunMode,
+) -> Result<(), WorkerError> {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let started = tokio::time::Instant::now();
+        let result =
+            lifecycle::run(pipeline.clone(), client.clone(), shutdown.clone(), stats.clone(), mode, None).await;
+        let Some(why) = result.as_ref().err().and_then(transient) else { return result };
+        if *shutdown.borrow() {
+            return result;
+        }
+        // A run that got going before it failed starts the count again.
+        if started.elapsed() > RETRY_MAX {
+            wait = RETRY_FIRST;
+        }
+        tracing::warn!(pipeline = %pipeline.name, error = %why, retry_in = ?wait, "the pipeline's run failed; starting it again");
+        stats.run_restarts.inc();
+        tokio::select! {
+            r = shutdown.wait_for(|stop| *stop) => if r.is_ok() { return Ok(()) } else { return result },
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// The cause of a run's error when it is one NATS may get over (a request not answered or
+/// refused while the server or cluster is busy), so the run is worth starting again; `None`
+/// for an error the user must fix.
+fn transient(e: &WorkerError) -> Option<&str> {
+    match e {
+        WorkerError::Source { source: SourceError::Nats(e), .. } | WorkerError::Nats { message: e, .. } => Some(e),
+        _ => None,
+    }
 }
 
 /// How often ownership is looked at again: as often as workers announce themselves.
@@ -177,11 +227,13 @@ impl Keeper {
             match handle.await {
                 Ok(Ok(())) if self.mode == RunMode::Drain => self.drained.push(p),
                 Ok(Ok(())) => {}
-                Ok(Err(WorkerError::Source { source: SourceError::Nats(e), .. }))
-                | Ok(Err(WorkerError::Nats { message: e, .. })) => {
-                    tracing::warn!(pipeline = %self.pipeline.name, partition = p, error = %e, "the partition's run failed; starting it again");
-                }
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => match transient(&e) {
+                    Some(why) => {
+                        tracing::warn!(pipeline = %self.pipeline.name, partition = p, error = %why, "the partition's run failed; starting it again");
+                        self.stats.run_restarts.inc();
+                    }
+                    None => return Err(e),
+                },
                 Err(e) => {
                     tracing::error!(pipeline = %self.pipeline.name, partition = p, error = %e, "the partition's run panicked; starting it again")
                 }
