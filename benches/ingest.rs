@@ -8,6 +8,12 @@
 //!       directory), acking each message only once its file is committed;
 //! and reports (b)/(a) and (c)/(a) in messages per second, and the archive's bytes per reading. Run with `cargo bench --bench ingest`;
 //! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
+//! A fourth phase, (a') a raw consumer that holds each ack back as the windowed pipeline does
+//! (until a window and its lateness of later readings have arrived), separates the server's
+//! cost of that ack pattern from the worker's own. Each phase's CPU time is reported per
+//! message, for the bench process (the consumer, or the worker) and for nats-server, and the
+//! pipeline's ack pending is sampled. `STATOR_BENCH_PIN=1` gives nats-server CPU 0 and the
+//! bench process the others (Linux, `taskset`), so that neither takes the other's core.
 
 #[path = "report/plant.rs"]
 mod plant;
@@ -29,13 +35,26 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 5_000 });
+    let pinned = std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1");
+    if pinned {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
+        // Before the runtime starts: its threads inherit the main thread's CPUs.
+        report::pin(std::process::id(), &format!("1-{}", cores - 1), false);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(run(readings));
+    rt.block_on(run(readings, pinned));
 }
 
-async fn run(readings: usize) {
+async fn run(readings: usize, pinned: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start_in(dir.path(), "bench", "").expect("nats-server");
+    let server_pid = server.pid().expect("server running");
+    if pinned {
+        report::pin(server_pid, "0", true);
+    }
+    // CPU time so far of the bench process and of the server.
+    let cpu = || (report::cpu(std::process::id()), report::cpu(server_pid));
     let client = stator::connect(&server.url()).await.expect("connect");
     let js = jetstream::new(client.clone());
     stator::plant::ensure_streams(&js).await.expect("streams");
@@ -48,21 +67,59 @@ async fn run(readings: usize) {
     let wire_bytes = js.get_stream("TELEMETRY").await.expect("stream").info().await.expect("info").state.bytes;
     eprintln!("loaded {total} readings ({wire_bytes} bytes stored) in {:.1?}", load.elapsed());
 
-    let raw = raw_consumer(&js, total).await;
-    let pipeline = pipeline_run(&client, &server.url(), total, "bench-pipeline", "").await;
+    // The pipeline holds a reading until its window (10 s) and the lateness (5 s) have passed:
+    // 15 readings of each machine.
+    let hold = machines * 15;
+    let mut cpus = vec![cpu()];
+    let raw = raw_consumer(&js, "bench-raw", total, 0).await;
+    cpus.push(cpu());
+    let held = raw_consumer(&js, "bench-raw-held", total, hold).await;
+    cpus.push(cpu());
+    let (pipeline, pending) = pipeline_run(&client, &server.url(), total, "bench-pipeline", "").await;
+    cpus.push(cpu());
+    let (alone, _) = pipeline_run(&client, &server.url(), total, "bench-alone", "standby = false").await;
+    cpus.push(cpu());
     let archive_dir = tempfile::tempdir().expect("tempdir");
     let archive = format!("\n[archive]\nurl = \"{}\"\n", archive_dir.path().display());
-    let archived = pipeline_run(&client, &server.url(), total, "bench-archive", &archive).await;
+    let (archived, _) = pipeline_run(&client, &server.url(), total, "bench-archive", &archive).await;
+    cpus.push(cpu());
     let archive_bytes = dir_bytes(archive_dir.path());
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    let (raw_rate, pipe_rate, arch_rate) = (rate(raw), rate(pipeline), rate(archived));
+    let (raw_rate, held_rate, pipe_rate, alone_rate, arch_rate) =
+        (rate(raw), rate(held), rate(pipeline), rate(alone), rate(archived));
+    // Microseconds of CPU per message in each phase: bench process / server.
+    let us = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1e6 / total as f64;
+    let per_msg: Vec<String> =
+        cpus.windows(2).map(|w| format!("{:.2} / {:.2}", us(w[0].0, w[1].0), us(w[0].1, w[1].1))).collect();
     let table = format!(
         "| readings | raw consumer (msg/s) | pipeline (msg/s) | pipeline + archive (msg/s) | (b)/(a) | (c)/(a) | archive bytes/reading |\n\
          |---:|---:|---:|---:|---:|---:|---:|\n\
-         | {total} | {raw_rate:.0} | {pipe_rate:.0} | {arch_rate:.0} | **{:.2}** | **{:.2}** | {:.1} |\n",
+         | {total} | {raw_rate:.0} | {pipe_rate:.0} | {arch_rate:.0} | **{:.2}** | **{:.2}** | {:.1} |\n\n\
+         | {} | (a) raw | (a') raw, acks held back {hold} | (b) pipeline | (b') pipeline, `standby = false` | (c) pipeline + archive |\n\
+         |---|---:|---:|---:|---:|---:|\n\
+         | msg/s | {raw_rate:.0} | {held_rate:.0} | {pipe_rate:.0} | {alone_rate:.0} | {arch_rate:.0} |\n\
+         | of (a) | 1 | {:.2} | {:.2} | **{:.2}** | {:.2} |\n\
+         | of (a') | | 1 | {:.2} | {:.2} | {:.2} |\n\
+         | CPU us per message, bench process / nats-server | {} | {} | {} | {} | {} |\n\n\
+         The pipeline's ack pending, sampled every 100 ms: mean {:.0}, max {}.\n",
         pipe_rate / raw_rate,
         arch_rate / raw_rate,
-        archive_bytes as f64 / total as f64
+        archive_bytes as f64 / total as f64,
+        if pinned { "nats-server on CPU 0, bench on the others" } else { "unpinned" },
+        held_rate / raw_rate,
+        pipe_rate / raw_rate,
+        alone_rate / raw_rate,
+        arch_rate / raw_rate,
+        pipe_rate / held_rate,
+        alone_rate / held_rate,
+        arch_rate / held_rate,
+        per_msg[0],
+        per_msg[1],
+        per_msg[2],
+        per_msg[3],
+        per_msg[4],
+        pending.0,
+        pending.1,
     );
     report::publish("ingest", &table);
 }
@@ -94,31 +151,59 @@ async fn load_stream(js: &jetstream::Context, machines: usize, per_machine: usiz
     plant::publish_all(js, msgs).await;
 }
 
-/// (a): fetch in batches of 500 and ack every message; done when the ack floor is at the end.
-async fn raw_consumer(js: &jetstream::Context, total: u64) -> Duration {
+/// (a): fetch in batches of 500 and ack every message, (a') each `hold` messages later; done
+/// when the ack floor is at the end.
+async fn raw_consumer(js: &jetstream::Context, durable: &str, total: u64, hold: usize) -> Duration {
     let start = Instant::now();
-    plant::raw_drain(js, "bench-raw", &[], total).await;
+    plant::raw_drain_holding(js, durable, total, hold).await;
     let stream = js.get_stream("TELEMETRY").await.expect("stream");
-    wait_acked(&stream, "bench-raw", total).await;
+    wait_acked(&stream, durable, total).await;
     start.elapsed()
 }
 
-/// (b): the pipeline drains the stream; done when the ack floor is at the end.
-async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64, durable: &str, extra: &str) -> Duration {
+/// (b): the pipeline drains the stream; done when the ack floor is at the end. Also the mean
+/// and the largest of its consumer's ack pending, sampled.
+async fn pipeline_run(
+    client: &async_nats::Client,
+    url: &str,
+    total: u64,
+    durable: &str,
+    extra: &str,
+) -> (Duration, (f64, u64)) {
     let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
     // Each run its own pipeline name, so each has its own alert state.
+    // `extra` lines for [source] go after its `create_consumer`, others (tables) at the end.
+    let (source, tables) = if extra.trim_start().starts_with('[') { ("", extra) } else { (extra, "") };
     let text = plant::PIPELINE
+        .replace("create_consumer = true", &format!("create_consumer = true\n{source}"))
         .replace("durable = \"bench-pipeline\"", &format!("durable = \"{durable}\""))
         .replace("name = \"bench\"", &format!("name = \"{durable}\""))
-        + extra;
+        + tables;
     let pipeline = config::load_str(Path::new("bench.toml"), &text, &env).expect("pipeline").pipeline;
     let stats = Arc::new(Stats::default());
     let (_stop, rx) = tokio::sync::watch::channel(false);
+    let stream = jetstream::new(client.clone()).get_stream("TELEMETRY").await.expect("stream");
+    let (done, mut finished) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn({
+        let (stream, durable) = (stream.clone(), durable.to_owned());
+        async move {
+            let mut samples = Vec::new();
+            while tokio::time::timeout(Duration::from_millis(100), finished.wait_for(|d| *d)).await.is_err() {
+                if let Ok(info) = stream.consumer_info(&durable).await {
+                    samples.push(info.num_ack_pending as u64);
+                }
+            }
+            samples
+        }
+    });
     let start = Instant::now();
     worker::run(Arc::new(pipeline), client.clone(), rx, stats.clone(), RunMode::Drain).await.expect("pipeline run");
-    let stream = jetstream::new(client.clone()).get_stream("TELEMETRY").await.expect("stream");
     wait_acked(&stream, durable, total).await;
     let elapsed = start.elapsed();
+    done.send_replace(true);
+    let samples = sampler.await.expect("sampler");
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
+    let pending = (mean, samples.iter().copied().max().unwrap_or(0));
     eprintln!(
         "{durable}: {} fetched, {} acked, {} windows, {} alerts",
         Stats::get(&stats.fetched),
@@ -127,7 +212,7 @@ async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64, durabl
         Stats::get(&stats.alerts_published)
     );
     assert_eq!(Stats::get(&stats.acked), total, "the pipeline acked every reading");
-    elapsed
+    (elapsed, pending)
 }
 
 async fn wait_acked(stream: &jetstream::stream::Stream, durable: &str, total: u64) {

@@ -91,7 +91,7 @@ async fn run(readings: usize) {
     let drains = specs.iter().map(|c| {
         let filters = [c.filters[0].as_str()];
         let (derived, durable) = (&derived, format!("raw-{}", c.durable));
-        async move { plant::raw_drain_on(derived, &durable, &filters, None).await }
+        async move { plant::raw_drain_on(derived, &durable, &filters, None, 0).await }
     });
     let partitioned = bare(server_pid, total, futures::future::join_all(drains)).await;
     let mut rows = Vec::new();
@@ -139,9 +139,9 @@ const FILTER: &str = "acme.*.*.*.*.*.vibration.rms";
 
 /// A bare drain of `total` readings: its rate and the server's CPU per reading.
 async fn bare<T>(server_pid: u32, total: u64, drain: impl std::future::Future<Output = T>) -> Row {
-    let (cpu0, started) = (cpu(server_pid), Instant::now());
+    let (cpu0, started) = (report::cpu(server_pid), Instant::now());
     drain.await;
-    let (elapsed, server) = (started.elapsed(), cpu(server_pid).saturating_sub(cpu0));
+    let (elapsed, server) = (started.elapsed(), report::cpu(server_pid).saturating_sub(cpu0));
     Row {
         partitions: 0,
         workers: 0,
@@ -204,7 +204,7 @@ async fn measure(
             unacked += info.num_ack_pending as u64;
         }
         let acked = total - pending - unacked;
-        let now = (Instant::now(), pids.iter().map(|p| cpu(*p)).sum::<Duration>(), cpu(server_pid));
+        let now = (Instant::now(), pids.iter().map(|p| report::cpu(*p)).sum::<Duration>(), report::cpu(server_pid));
         match mark {
             None if acked >= from => mark = Some(now),
             Some((t, w, s)) if acked >= to => {
@@ -289,17 +289,6 @@ async fn wait_for_shares(js: &jetstream::Context, pipeline: &Pipeline, specs: &[
         assert!(started.elapsed() < Duration::from_secs(60), "{}: workers did not take their shares", pipeline.name);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// CPU time (user and system) of process `pid` so far; zero once it is gone.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces): utime and
-    // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 /// The nats-server process whose command line names a file in `dir`.

@@ -3,6 +3,7 @@
 //! `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`, with the date and machine.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Prints `table` and, when asked, puts it into docs/BENCHMARKS.md in place of the section
 /// `name`'s previous results.
@@ -40,4 +41,29 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     format!("{cores} cores, {model}")
+}
+
+/// CPU time (user and system) of process `pid` so far; zero once it is gone.
+#[allow(dead_code)] // not every bench reads it
+pub(crate) fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Restricts process `pid` (with `all`, each of its threads) to the CPUs in `list` (as
+/// `taskset` takes them, e.g. `0` or `1-3`); threads it starts later inherit that. Panics when
+/// `taskset` (util-linux) is missing or refuses: a bench asked to pin must not run unpinned.
+#[allow(dead_code)] // not every bench pins
+pub(crate) fn pin(pid: u32, list: &str, all: bool) {
+    let mut cmd = std::process::Command::new("taskset");
+    if all {
+        cmd.arg("-a");
+    }
+    let status = cmd.args(["-p", "-c", list, &pid.to_string()]).stdout(std::process::Stdio::null()).status();
+    assert!(status.is_ok_and(|s| s.success()), "taskset -p -c {list} {pid} failed");
 }

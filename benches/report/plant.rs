@@ -38,16 +38,26 @@ pub(crate) async fn publish_all(js: &jetstream::Context, msgs: impl Iterator<Ite
 /// every message, until it has received `total`. The time that took.
 pub(crate) async fn raw_drain(js: &jetstream::Context, durable: &str, filters: &[&str], total: u64) -> Duration {
     let stream = js.get_stream("TELEMETRY").await.expect("stream");
-    raw_drain_on(&stream, durable, filters, Some(total)).await
+    raw_drain_on(&stream, durable, filters, Some(total), 0).await
+}
+
+/// [`raw_drain`] of the whole stream, but each message acked only once `hold` later ones have
+/// been received (the rest at the end): a consumer with a windowed pipeline's ack pattern
+/// (messages held unacknowledged until their window closes) and no work of its own.
+#[allow(dead_code)] // not every bench holds
+pub(crate) async fn raw_drain_holding(js: &jetstream::Context, durable: &str, total: u64, hold: usize) -> Duration {
+    let stream = js.get_stream("TELEMETRY").await.expect("stream");
+    raw_drain_on(&stream, durable, &[], Some(total), hold).await
 }
 
 /// [`raw_drain`] on `stream`, until it has received `total`, or (`None`) as many as the new
-/// consumer has pending.
+/// consumer has pending; acks held back by `hold` messages as in [`raw_drain_holding`].
 pub(crate) async fn raw_drain_on(
     stream: &jetstream::stream::Stream,
     durable: &str,
     filters: &[&str],
     total: Option<u64>,
+    hold: usize,
 ) -> Duration {
     let mut config = pull::Config {
         durable_name: Some(durable.into()),
@@ -67,8 +77,21 @@ pub(crate) async fn raw_drain_on(
     };
     let start = Instant::now();
     let mut messages = consumer.stream().max_messages_per_batch(500).messages().await.expect("messages");
+    let mut held = std::collections::VecDeque::with_capacity(hold + 1);
     for _ in 0..total {
         let msg = messages.next().await.expect("message").expect("message ok");
+        if hold == 0 {
+            msg.ack().await.expect("ack");
+            continue;
+        }
+        held.push_back(msg);
+        if held.len() > hold
+            && let Some(oldest) = held.pop_front()
+        {
+            oldest.ack().await.expect("ack");
+        }
+    }
+    for msg in held {
         msg.ack().await.expect("ack");
     }
     start.elapsed()

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, PriorityPolicy, pull};
 use stator_engine::worker::{RunMode, Stats, WorkerError};
 
 use crate::harness::*;
@@ -68,11 +68,43 @@ async fn a_second_worker_on_a_consumer_without_a_priority_group_is_refused() {
     };
     stream.create_consumer(config).await.unwrap();
     let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
-    let first = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
-    publish(&js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
+    a_second_worker_is_refused(&js, &p, &server.url()).await;
+}
+
+/// `standby = false`: the consumer is created without a priority group (no pin header on each
+/// message), and runs as one made by hand without one.
+#[tokio::test]
+async fn a_pipeline_without_standby_creates_its_consumer_without_a_priority_group() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    let text = rms_pipeline("2s", 1, "1h").replace("create_consumer = true", "create_consumer = true\nstandby = false");
+    let p = pipeline(&text, &server.url());
+    assert!(!p.source.standby);
+    a_second_worker_is_refused(&js, &p, &server.url()).await;
+    let mut stream = js.get_stream("TELEMETRY").await.unwrap();
+    let config = stream.consumer_info("test-rms").await.unwrap().config.clone();
+    assert_eq!(config.priority_policy, PriorityPolicy::None);
+    assert!(config.priority_groups.is_empty());
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+
+    let partitioned = text.replace("standby = false", "standby = false\npartitions = 2");
+    let env = |name: &str| (name == "NATS_URL").then(|| server.url());
+    let err = stator_engine::config::load_str(std::path::Path::new("p.toml"), &partitioned, &env).unwrap_err();
+    assert!(err.to_string().contains("source.standby"), "{err}");
+    assert!(err.to_string().contains("`standby = false` is for a pipeline of one partition"), "{err}");
+}
+
+/// Starts a worker on `p`, then a second: the second is refused with the reason and the fix.
+async fn a_second_worker_is_refused(
+    js: &async_nats::jetstream::Context,
+    p: &stator_engine::config::Pipeline,
+    url: &str,
+) {
+    let first = RunningWorker::start(p, url, RunMode::Follow).await;
+    publish(js, &[Reading::rms("munich", "cnc-001", T0, 1.0)]).await;
     wait_for_count(&first.stats, "the first worker pulling", 1, |s| &s.fetched).await;
 
-    let second = RunningWorker::start(&p, &server.url(), RunMode::Follow).await;
+    let second = RunningWorker::start(p, url, RunMode::Follow).await;
     let result = tokio::time::timeout(Duration::from_secs(60), second.task).await.expect("refused in time");
     let e = match result.expect("task") {
         Err(e @ WorkerError::Source { .. }) => e.to_string(),

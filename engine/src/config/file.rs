@@ -78,6 +78,12 @@ pub struct SourceSection {
     /// required, and it is never changed).
     #[serde(default)]
     pub create_consumer: bool,
+    /// Whether other workers may stand by for this one: the consumer Stator creates pins one
+    /// worker in a priority group. `false` creates it without one, for a pipeline that runs
+    /// on one worker only: nats-server then adds no pin header to each message, which costs
+    /// it about a sixth of its CPU per message (docs/BENCHMARKS.md); a second worker is
+    /// refused while the first pulls. Default: `true`. Not with `partitions`.
+    pub standby: Option<bool>,
     /// Subjects the consumer delivers. Default: all of the stream's subjects.
     #[serde(default)]
     pub filter_subjects: Vec<String>,

@@ -47,6 +47,8 @@ pub struct SourceSpec {
     pub durable: String,
     /// Create the consumer when it is missing.
     pub create_consumer: bool,
+    /// Create it with a pinned-client priority group, so that other workers can stand by.
+    pub standby: bool,
     /// Filter subjects (empty: the whole stream).
     pub filter_subjects: Vec<String>,
     /// Partitions (1: not partitioned).

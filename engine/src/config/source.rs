@@ -79,11 +79,20 @@ pub(super) fn build_source(
     }
     let partitions = s.partitions.unwrap_or(1);
     ok &= check_partitions(cx, p, s, &template, windows, partitions, &deliver);
+    let standby = s.standby.unwrap_or(true);
+    if !standby && partitions > 1 {
+        cx.error(
+            &p.key("standby"),
+            "partitions are shared among workers through priority groups: `standby = false` is for a pipeline of one partition",
+        );
+        ok = false;
+    }
     ok.then(|| SourceSpec {
         url: s.url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()),
         stream: s.stream.clone(),
         durable: s.durable.clone(),
         create_consumer: s.create_consumer,
+        standby,
         filter_subjects: s.filter_subjects.clone(),
         partitions,
         template,

@@ -155,7 +155,12 @@ pub fn requirements(pipeline: &Pipeline) -> Vec<String> {
     } else {
         for c in consumer_specs(pipeline) {
             let filters = if c.filters.is_empty() { "the whole stream".to_owned() } else { c.filters.join(", ") };
-            let how = if spec.create_consumer {
+            let how = if spec.create_consumer && !spec.standby {
+                format!(
+                    "created when missing: pull, explicit acks, ack_wait {:?}, no priority group (`standby = false`: one worker, a second one is refused); an existing one is used as it is",
+                    spec.ack_wait
+                )
+            } else if spec.create_consumer {
                 format!(
                     "created when missing: pull, explicit acks, ack_wait {:?}, priority group `{PRIORITY_GROUP}` pinning one worker (priority_timeout {PIN_TTL:?}); an existing one is used as it is",
                     spec.ack_wait
@@ -435,11 +440,13 @@ pub fn consumer_config(pipeline: &Pipeline, c: &ConsumerSpec) -> pull::Config {
         max_deliver: spec.max_deliver,
         max_ack_pending: spec.max_ack_pending,
         max_batch: spec.batch as i64 * 2,
-        priority_policy: PriorityPolicy::PinnedClient,
-        priority_groups: vec![PRIORITY_GROUP.to_owned()],
-        priority_timeout: PIN_TTL,
         ..Default::default()
     };
+    if spec.standby {
+        config.priority_policy = PriorityPolicy::PinnedClient;
+        config.priority_groups = vec![PRIORITY_GROUP.to_owned()];
+        config.priority_timeout = PIN_TTL;
+    }
     // One filter goes in `filter_subject`: nats-server versions without the fix of
     // nats-io/nats-server#7852 take a one-element `filter_subjects` down their slower
     // several-filters path.
