@@ -145,7 +145,19 @@ async fn a_nats_server_restart_mid_run_ends_with_the_same_alerts() {
 /// it binds and drains everything, with the alerts of an uninterrupted run.
 #[tokio::test]
 async fn a_worker_started_while_nats_does_not_answer_runs_once_it_does() {
-    let text = rms_pipeline("2s", 1, "1h");
+    started_while_nats_does_not_answer(1).await;
+}
+
+/// The same for a partitioned pipeline, whose start (the partitioned stream, the roll) asks
+/// NATS more.
+#[tokio::test]
+async fn a_partitioned_worker_started_while_nats_does_not_answer_runs_once_it_does() {
+    started_while_nats_does_not_answer(2).await;
+}
+
+async fn started_while_nats_does_not_answer(partitions: u32) {
+    let text = rms_pipeline("2s", 1, "1h")
+        .replace("ack_wait = \"30s\"", &format!("ack_wait = \"30s\"\npartitions = {partitions}"));
     let all = readings();
     let expected = reference_alerts(&all, &text).await;
 
@@ -157,6 +169,7 @@ async fn a_worker_started_while_nats_does_not_answer_runs_once_it_does() {
     let client = stator::connect(&format!("nats://{}", link.addr)).await.expect("connect through the proxy");
     link.cut();
     let p = pipeline(&text, &server.url());
+    assert_eq!(p.source.partitions, partitions);
     let worker = RunningWorker::on(&p, client, RunMode::Drain).await;
     let stats = worker.stats.clone();
     wait_until(Duration::from_secs(60), "the run failed and was started again", || async {
@@ -169,5 +182,11 @@ async fn a_worker_started_while_nats_does_not_answer_runs_once_it_does() {
     worker.finish().await;
     assert_eq!(Stats::get(&stats.fetched), all.len() as u64);
     assert_eq!(ids_and_values(&js).await, expected);
-    assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
+    if partitions == 1 {
+        assert_eq!(consumer_backlog(&js, "test-rms").await, (0, 0));
+    } else {
+        // A work-queue stream: what is acknowledged is gone from it.
+        let mut derived = js.get_stream("STATOR_TELEMETRY_test-rms").await.expect("partitioned stream");
+        assert_eq!(derived.info().await.expect("info").state.messages, 0, "everything acknowledged");
+    }
 }

@@ -20,10 +20,12 @@ use crate::source::{self, SourceError, partitions};
 /// Runs `pipeline` on `client` until `shutdown` turns true (or, with [`RunMode::Drain`], until
 /// it has processed everything), then stops cleanly: no more fetching, in-flight outputs
 /// confirmed, durable messages acknowledged, the rest NAKed for the next run. A partitioned
-/// pipeline runs the partitions this worker owns; in a drain, all of them.
+/// pipeline runs the partitions this worker owns; in a drain, all of them. A run that ends
+/// with an error NATS may get over is started again (counted in `stator_run_restarts_total`).
 ///
 /// # Errors
-/// [`WorkerError`] when the consumer cannot be bound or the state bucket opened.
+/// [`WorkerError`] the user must fix: the stream or consumer missing or unfit, the archive
+/// location unusable, a drain not finished.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     client: async_nats::Client,
@@ -31,34 +33,17 @@ pub async fn run(
     stats: Arc<Stats>,
     mode: RunMode,
 ) -> Result<(), WorkerError> {
-    if pipeline.source.partitions <= 1 {
-        return run_whole(pipeline, client, shutdown, stats, mode).await;
-    }
-    Keeper::start(pipeline, client, stats, mode).await?.keep(shutdown).await
-}
-
-/// The first wait before an unpartitioned run is started again after NATS failed it; it
-/// doubles with each failure in a row, up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-/// The longest wait between two starts.
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// An unpartitioned pipeline: one run on its consumer, started again (after a growing wait)
-/// when it ends with an error NATS may get over, as a partition's run is (see
-/// [`Keeper::reap`]): a request that times out while a cluster elects a stream leader must
-/// not end a worker meant to run for months.
-async fn run_whole(
-    pipeline: Arc<Pipeline>,
-    client: async_nats::Client,
-    mut shutdown: watch::Receiver<bool>,
-    stats: Arc<Stats>,
-    mode: RunMode,
-) -> Result<(), WorkerError> {
     let mut wait = RETRY_FIRST;
     loop {
         let started = tokio::time::Instant::now();
-        let result =
-            lifecycle::run(pipeline.clone(), client.clone(), shutdown.clone(), stats.clone(), mode, None).await;
+        let result = if pipeline.source.partitions <= 1 {
+            lifecycle::run(pipeline.clone(), client.clone(), shutdown.clone(), stats.clone(), mode, None).await
+        } else {
+            match Keeper::start(pipeline.clone(), client.clone(), stats.clone(), mode).await {
+                Ok(keeper) => keeper.keep(shutdown.clone()).await,
+                Err(e) => Err(e),
+            }
+        };
         let Some(why) = result.as_ref().err().and_then(transient) else { return result };
         if *shutdown.borrow() {
             return result;
@@ -69,13 +54,22 @@ async fn run_whole(
         }
         tracing::warn!(pipeline = %pipeline.name, error = %why, retry_in = ?wait, "the pipeline's run failed; starting it again");
         stats.run_restarts.inc();
+        let mut stop = shutdown.clone();
         tokio::select! {
-            r = shutdown.wait_for(|stop| *stop) => if r.is_ok() { return Ok(()) } else { return result },
+            r = stop.wait_for(|stop| *stop) => return if r.is_ok() { Ok(()) } else { result },
             () = tokio::time::sleep(wait) => {}
         }
         wait = (wait * 2).min(RETRY_MAX);
     }
 }
+
+/// The first wait before a run is started again after NATS failed it (a request that timed
+/// out while a cluster elects a stream leader must not end a worker meant to run for
+/// months); it doubles with each failure in a row, up to [`RETRY_MAX`]. A partition's run
+/// that fails so while the others go on is started again by [`Keeper::reap`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two starts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The cause of a run's error when it is one NATS may get over (a request not answered or
 /// refused while the server or cluster is busy), so the run is worth starting again; `None`
