@@ -190,3 +190,22 @@ async fn started_while_nats_does_not_answer(partitions: u32) {
         assert_eq!(derived.info().await.expect("info").state.messages, 0, "everything acknowledged");
     }
 }
+
+/// A drain is a job that ends: when NATS never answers, it gives up after six failed starts
+/// in a row and says why, instead of waiting forever.
+#[tokio::test]
+async fn a_drain_gives_up_when_nats_never_answers() {
+    let server = TestServer::with_streams().await;
+    let port = server.url().rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("server port");
+    let link = stator::wan::Proxy::start(([127, 0, 0, 1], port).into()).await.expect("proxy");
+    let client = stator::connect(&format!("nats://{}", link.addr)).await.expect("connect through the proxy");
+    link.cut();
+    let p = pipeline(&rms_pipeline("2s", 1, "1h"), &server.url());
+    let worker = RunningWorker::on(&p, client, RunMode::Drain).await;
+    let result = tokio::time::timeout(Duration::from_secs(180), worker.task).await.expect("gives up in time");
+    match result.expect("worker task") {
+        Err(stator_engine::worker::WorkerError::Source { .. } | stator_engine::worker::WorkerError::Nats { .. }) => {}
+        other => panic!("expected the NATS error, got {other:?}"),
+    }
+    assert_eq!(Stats::get(&worker.stats.run_restarts), 5, "started again five times, then given up");
+}

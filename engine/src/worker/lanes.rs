@@ -21,11 +21,12 @@ use crate::source::{self, SourceError, partitions};
 /// it has processed everything), then stops cleanly: no more fetching, in-flight outputs
 /// confirmed, durable messages acknowledged, the rest NAKed for the next run. A partitioned
 /// pipeline runs the partitions this worker owns; in a drain, all of them. A run that ends
-/// with an error NATS may get over is started again (counted in `stator_run_restarts_total`).
+/// with an error NATS may get over is started again (counted in `stator_run_restarts_total`),
+/// by a drain up to [`DRAIN_STARTS`] times in a row.
 ///
 /// # Errors
 /// [`WorkerError`] the user must fix: the stream or consumer missing or unfit, the archive
-/// location unusable, a drain not finished.
+/// location unusable, a drain not finished, or in a drain NATS failing every start.
 pub async fn run(
     pipeline: Arc<Pipeline>,
     client: async_nats::Client,
@@ -34,6 +35,7 @@ pub async fn run(
     mode: RunMode,
 ) -> Result<(), WorkerError> {
     let mut wait = RETRY_FIRST;
+    let mut failures = 0;
     loop {
         let started = tokio::time::Instant::now();
         let result = if pipeline.source.partitions <= 1 {
@@ -50,7 +52,12 @@ pub async fn run(
         }
         // A run that got going before it failed starts the count again.
         if started.elapsed() > RETRY_MAX {
-            wait = RETRY_FIRST;
+            (wait, failures) = (RETRY_FIRST, 0);
+        }
+        failures += 1;
+        if mode == RunMode::Drain && failures >= DRAIN_STARTS {
+            // A drain is a job that ends: after about a minute of failures, say why.
+            return result;
         }
         tracing::warn!(pipeline = %pipeline.name, error = %why, retry_in = ?wait, "the pipeline's run failed; starting it again");
         stats.run_restarts.inc();
@@ -70,6 +77,9 @@ pub async fn run(
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between two starts.
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Failed starts in a row after which a drain gives up and reports the last error (a
+/// long-running worker goes on trying).
+const DRAIN_STARTS: u32 = 6;
 
 /// The cause of a run's error when it is one NATS may get over (a request not answered or
 /// refused while the server or cluster is busy), so the run is worth starting again; `None`
