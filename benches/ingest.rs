@@ -12,7 +12,7 @@
 //! (until a window and its lateness of later readings have arrived), separates the server's
 //! cost of that ack pattern from the worker's own. Each phase's CPU time is reported per
 //! message, for the bench process (the consumer, or the worker) and for nats-server, and the
-//! pipeline's ack pending is sampled. `STATOR_BENCH_PIN=1` gives nats-server CPU 0 and the
+//! pipelines' ack pending (sampled) and in-progress acks. `STATOR_BENCH_PIN=1` gives nats-server CPU 0 and the
 //! bench process the others (Linux, `taskset`), so that neither takes the other's core.
 
 #[path = "report/plant.rs"]
@@ -75,18 +75,18 @@ async fn run(readings: usize, pinned: bool) {
     cpus.push(cpu());
     let held = raw_consumer(&js, "bench-raw-held", total, hold).await;
     cpus.push(cpu());
-    let (pipeline, pending) = pipeline_run(&client, &server.url(), total, "bench-pipeline", "").await;
+    let pipeline = pipeline_run(&client, &server.url(), total, "bench-pipeline", "").await;
     cpus.push(cpu());
-    let (alone, _) = pipeline_run(&client, &server.url(), total, "bench-alone", "standby = false").await;
+    let alone = pipeline_run(&client, &server.url(), total, "bench-alone", "standby = false").await;
     cpus.push(cpu());
     let archive_dir = tempfile::tempdir().expect("tempdir");
     let archive = format!("\n[archive]\nurl = \"{}\"\n", archive_dir.path().display());
-    let (archived, _) = pipeline_run(&client, &server.url(), total, "bench-archive", &archive).await;
+    let archived = pipeline_run(&client, &server.url(), total, "bench-archive", &archive).await;
     cpus.push(cpu());
     let archive_bytes = dir_bytes(archive_dir.path());
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let (raw_rate, held_rate, pipe_rate, alone_rate, arch_rate) =
-        (rate(raw), rate(held), rate(pipeline), rate(alone), rate(archived));
+        (rate(raw), rate(held), rate(pipeline.elapsed), rate(alone.elapsed), rate(archived.elapsed));
     // Microseconds of CPU per message in each phase: bench process / server.
     let us = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1e6 / total as f64;
     let per_msg: Vec<String> =
@@ -100,8 +100,9 @@ async fn run(readings: usize, pinned: bool) {
          | msg/s | {raw_rate:.0} | {held_rate:.0} | {pipe_rate:.0} | {alone_rate:.0} | {arch_rate:.0} |\n\
          | of (a) | 1 | {:.2} | {:.2} | **{:.2}** | {:.2} |\n\
          | of (a') | | 1 | {:.2} | {:.2} | {:.2} |\n\
-         | CPU us per message, bench process / nats-server | {} | {} | {} | {} | {} |\n\n\
-         The pipeline's ack pending, sampled every 100 ms: mean {:.0}, max {}.\n",
+         | CPU us per message, bench process / nats-server | {} | {} | {} | {} | {} |\n\
+         | ack pending, mean / max (sampled every 100 ms) | | {hold} | {} | {} | {} |\n\
+         | in-progress acks per message | | | {:.3} | {:.3} | {:.3} |\n",
         pipe_rate / raw_rate,
         arch_rate / raw_rate,
         archive_bytes as f64 / total as f64,
@@ -118,8 +119,12 @@ async fn run(readings: usize, pinned: bool) {
         per_msg[2],
         per_msg[3],
         per_msg[4],
-        pending.0,
-        pending.1,
+        pipeline.pending(),
+        alone.pending(),
+        archived.pending(),
+        pipeline.in_progress as f64 / total as f64,
+        alone.in_progress as f64 / total as f64,
+        archived.in_progress as f64 / total as f64,
     );
     report::publish("ingest", &table);
 }
@@ -161,15 +166,25 @@ async fn raw_consumer(js: &jetstream::Context, durable: &str, total: u64, hold: 
     start.elapsed()
 }
 
-/// (b): the pipeline drains the stream; done when the ack floor is at the end. Also the mean
-/// and the largest of its consumer's ack pending, sampled.
-async fn pipeline_run(
-    client: &async_nats::Client,
-    url: &str,
-    total: u64,
-    durable: &str,
-    extra: &str,
-) -> (Duration, (f64, u64)) {
+/// What a pipeline phase took and held.
+struct Run {
+    elapsed: Duration,
+    /// The consumer's ack pending, sampled.
+    pending: Vec<u64>,
+    /// In-progress acks the worker sent (messages kept from redelivery while they wait).
+    in_progress: u64,
+}
+
+impl Run {
+    /// Mean / max of the sampled ack pending.
+    fn pending(&self) -> String {
+        let mean = self.pending.iter().sum::<u64>() as f64 / self.pending.len().max(1) as f64;
+        format!("{mean:.0} / {}", self.pending.iter().max().unwrap_or(&0))
+    }
+}
+
+/// (b): the pipeline drains the stream; done when the ack floor is at the end.
+async fn pipeline_run(client: &async_nats::Client, url: &str, total: u64, durable: &str, extra: &str) -> Run {
     let env = |name: &str| (name == "NATS_URL").then(|| url.to_owned());
     // Each run its own pipeline name, so each has its own alert state.
     // `extra` lines for [source] go after its `create_consumer`, others (tables) at the end.
@@ -201,9 +216,7 @@ async fn pipeline_run(
     wait_acked(&stream, durable, total).await;
     let elapsed = start.elapsed();
     done.send_replace(true);
-    let samples = sampler.await.expect("sampler");
-    let mean = samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64;
-    let pending = (mean, samples.iter().copied().max().unwrap_or(0));
+    let pending = sampler.await.expect("sampler");
     eprintln!(
         "{durable}: {} fetched, {} acked, {} windows, {} alerts",
         Stats::get(&stats.fetched),
@@ -212,7 +225,7 @@ async fn pipeline_run(
         Stats::get(&stats.alerts_published)
     );
     assert_eq!(Stats::get(&stats.acked), total, "the pipeline acked every reading");
-    (elapsed, pending)
+    Run { elapsed, pending, in_progress: Stats::get(&stats.in_progress) }
 }
 
 async fn wait_acked(stream: &jetstream::stream::Stream, durable: &str, total: u64) {
