@@ -8,12 +8,14 @@
 //!       directory), acking each message only once its file is committed;
 //! and reports (b)/(a) and (c)/(a) in messages per second, and the archive's bytes per reading. Run with `cargo bench --bench ingest`;
 //! `STATOR_BENCH_READINGS=N` changes the size. Under `cargo test` it runs a small smoke size.
-//! A fourth phase, (a') a raw consumer that holds each ack back as the windowed pipeline does
-//! (until a window and its lateness of later readings have arrived), separates the server's
-//! cost of that ack pattern from the worker's own. Each phase's CPU time is reported per
-//! message, for the bench process (the consumer, or the worker) and for nats-server, and the
-//! pipelines' ack pending (sampled) and in-progress acks. `STATOR_BENCH_PIN=1` gives nats-server CPU 0 and the
-//! bench process the others (Linux, `taskset`), so that neither takes the other's core.
+//! Two more phases take the gap apart: (a') a raw consumer that holds each ack back as the
+//! windowed pipeline does (until a window and its lateness of later readings have arrived),
+//! which separates the server's cost of that ack pattern from the worker's own, and (b') the
+//! pipeline with `standby = false` (no pin header on each message). Each phase's CPU time is
+//! reported per message, for the bench process (the consumer, or the worker) and for
+//! nats-server, with the pipelines' ack pending (sampled) and in-progress acks.
+//! `STATOR_BENCH_PIN=1` gives nats-server CPU 0 and the bench process the others (Linux,
+//! `taskset`), so that neither takes the other's core.
 
 #[path = "report/plant.rs"]
 mod plant;
