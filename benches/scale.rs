@@ -63,7 +63,7 @@ struct Row {
 async fn run(readings: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start_in(dir.path(), "scale", "").expect("nats-server");
-    let server_pid = pid_of_server(dir.path()).expect("the nats-server process");
+    let server_pid = server.pid().expect("the nats-server process");
     let client = stator::connect(&server.url()).await.expect("connect");
     let js = jetstream::new(client.clone());
     stator::plant::ensure_streams(&js).await.expect("streams");
@@ -289,14 +289,4 @@ async fn wait_for_shares(js: &jetstream::Context, pipeline: &Pipeline, specs: &[
         assert!(started.elapsed() < Duration::from_secs(60), "{}: workers did not take their shares", pipeline.name);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The nats-server process whose command line names a file in `dir`.
-fn pid_of_server(dir: &Path) -> Option<u32> {
-    let needle = dir.to_str()?;
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
-        (cmdline.contains("nats-server") && cmdline.contains(needle)).then_some(pid)
-    })
 }
