@@ -61,6 +61,8 @@ struct KeyState<P> {
     closed_until: i64,
     max_event: i64,
     last_arrival: Instant,
+    /// In [`WindowOperator::due`]: the watermark has passed the end of its oldest window.
+    due: bool,
 }
 
 /// The windows of one `[[window]]` spec over every key.
@@ -72,6 +74,15 @@ pub struct WindowOperator<P> {
     lateness: i64,
     idle: Duration,
     keys: HashMap<String, KeyState<P>>,
+    /// Keys whose oldest window the watermark has passed, noted by [`Self::add`] (the only
+    /// place a watermark moves), so that [`Self::advance`] closes windows in time
+    /// proportional to what closes, not to the number of keys: it runs after every batch, and
+    /// a live batch is a handful of messages among thousands of machines.
+    due: Vec<String>,
+    /// No key can go idle before this: the earliest `last_arrival + idle` over the keys with
+    /// open windows at the last look at every key (arrivals only move it later). `None`: look
+    /// at the next [`Self::advance`].
+    idle_check_at: Option<Instant>,
 }
 
 impl<P: Pane> WindowOperator<P> {
@@ -84,6 +95,8 @@ impl<P: Pane> WindowOperator<P> {
             lateness: spec.allowed_lateness.as_millis() as i64,
             idle: spec.idle_timeout,
             keys: HashMap::new(),
+            due: Vec::new(),
+            idle_check_at: None,
         }
     }
 
@@ -138,6 +151,7 @@ impl<P: Pane> WindowOperator<P> {
                 closed_until: i64::MIN,
                 max_event: i64::MIN,
                 last_arrival: now,
+                due: false,
             }),
         };
         state.last_arrival = now;
@@ -151,6 +165,11 @@ impl<P: Pane> WindowOperator<P> {
             start += self.every;
         }
         state.max_event = state.max_event.max(t1_ms - 1);
+        let watermark = state.max_event.saturating_sub(self.lateness);
+        if !state.due && state.panes.first_key_value().is_some_and(|(&first, _)| first + self.size <= watermark) {
+            state.due = true;
+            self.due.push(key.to_owned());
+        }
         Ok(added)
     }
 
@@ -159,14 +178,31 @@ impl<P: Pane> WindowOperator<P> {
         if hold_watermark {
             return;
         }
-        for state in self.keys.values_mut() {
-            let Some((&first, _)) = state.panes.first_key_value() else { continue };
+        for key in self.due.drain(..) {
+            let Some(state) = self.keys.get_mut(&key) else { continue };
+            state.due = false;
             let idle = now.duration_since(state.last_arrival) >= self.idle;
             let limit = if idle { i64::MAX } else { state.max_event.saturating_sub(self.lateness) };
-            if first + self.size <= limit {
-                close_until(self.index, self.size, state, limit, out);
+            close_until(self.index, self.size, state, limit, out);
+        }
+        if self.idle_check_at.is_some_and(|at| now < at) {
+            return;
+        }
+        // A key whose idle time is out of `Instant`'s range never goes idle.
+        let mut next = now.checked_add(self.idle);
+        for state in self.keys.values_mut() {
+            if state.panes.is_empty() {
+                continue;
+            }
+            if now.duration_since(state.last_arrival) >= self.idle {
+                close_until(self.index, self.size, state, i64::MAX, out);
+            } else if let Some(at) = state.last_arrival.checked_add(self.idle) {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
+        // Keys that open windows later arrive later than now: their idle time is after
+        // `now + idle`.
+        self.idle_check_at = Some(next.unwrap_or(now));
     }
 
     /// Restarts every key's idle clock: while the stream is cut off from its upstream (a
@@ -180,8 +216,10 @@ impl<P: Pane> WindowOperator<P> {
     /// Closes every open window (at the end of a drain).
     pub fn flush(&mut self, out: &mut Vec<Closed<P>>) {
         for state in self.keys.values_mut() {
+            state.due = false;
             close_until(self.index, self.size, state, i64::MAX, out);
         }
+        self.due.clear();
     }
 }
 

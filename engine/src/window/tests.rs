@@ -101,6 +101,34 @@ fn an_idle_key_gets_its_windows_closed() {
     assert_eq!(out[0].key, vec!["quiet".to_owned()]);
 }
 
+/// `advance` looks at every key only once one may have gone idle; each key still closes at
+/// its own idle time, whatever the others do, and a key that keeps receiving does not close.
+#[test]
+fn each_idle_key_closes_at_its_own_idle_time() {
+    let (t0, s) = (Instant::now(), Duration::from_secs);
+    let mut op = Op::new(0, &spec(10, 10, 0)); // idle after 30 s
+    let keys = |out: &[Closed<Moments>]| out.iter().map(|w| w.key[0].clone()).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    add(&mut op, "a", 1.0, 1.0, 1, t0).unwrap();
+    add(&mut op, "c", 1.0, 1.0, 2, t0).unwrap();
+    op.advance(t0, false, &mut out);
+    add(&mut op, "b", 2.0, 1.0, 3, t0 + s(10)).unwrap();
+    add(&mut op, "c", 3.0, 1.0, 4, t0 + s(20)).unwrap();
+    op.advance(t0 + s(29), false, &mut out);
+    assert!(out.is_empty());
+    op.advance(t0 + s(30), false, &mut out);
+    assert_eq!(keys(&out), ["a"]);
+    op.advance(t0 + s(39), false, &mut out);
+    assert_eq!(keys(&out), ["a"]);
+    op.advance(t0 + s(40), false, &mut out);
+    assert_eq!(keys(&out), ["a", "b"]);
+    op.advance(t0 + s(49), false, &mut out);
+    assert_eq!(out.len(), 2, "c received at 20 s");
+    op.advance(t0 + s(50), false, &mut out);
+    assert_eq!(keys(&out), ["a", "b", "c"]);
+    assert_eq!(out[2].seqs, vec![2, 4]);
+}
+
 #[test]
 fn holding_the_watermark_keeps_windows_open_and_accepts_old_readings() {
     let now = Instant::now();
