@@ -318,3 +318,35 @@ fn png_size(path: &std::path::Path) -> (u32, u32) {
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
     (be(16), be(20))
 }
+
+/// A plant publishing faster than `max_ack_pending / (window + lateness)`: the open windows
+/// fill the consumer's limit and the server stops delivering, so no later reading comes to
+/// close them. The worker raises the limit of the consumer it created (to the server, so a
+/// restart keeps it) and every window closes complete: no reading closed out as idle and then
+/// dead-lettered as late.
+#[tokio::test]
+async fn windows_holding_more_than_max_ack_pending_get_the_limit_raised_and_lose_nothing() {
+    let server = TestServer::with_streams().await;
+    let js = server.js().await;
+    // 10 machines x (10 s window + 5 s lateness) = 150 readings open at once, limit 40; a key
+    // that receives nothing for 2 s would close as idle.
+    let readings: Vec<Reading> = (0..60)
+        .flat_map(|s| (0..10).map(move |m| Reading::rms("munich", &format!("cnc-{m:03}"), T0 + s * 1000, 1.0)))
+        .collect();
+    publish(&js, &readings).await;
+    let text =
+        rms_pipeline("5s", 1, "2s").replace("create_consumer = true", "create_consumer = true\nmax_ack_pending = 40");
+    let p = pipeline(&text, &server.url());
+    let worker = RunningWorker::start(&p, &server.url(), RunMode::Drain).await;
+    let stats = worker.stats.clone();
+    worker.finish().await;
+
+    assert_eq!(Stats::get(&stats.late), 0, "no reading arrived after its window closed");
+    assert_eq!(Stats::get(&stats.windows_closed), 60, "10 machines x 6 windows");
+    assert_eq!(Stats::get(&stats.acked), readings.len() as u64);
+    let raised = Stats::get(&stats.max_ack_pending_raised);
+    assert!(raised >= 2, "40 -> 80 -> 160 at least, raised {raised} times");
+    let stream = js.get_stream("TELEMETRY").await.unwrap();
+    let limit = stream.consumer_info("test-rms").await.unwrap().config.max_ack_pending;
+    assert_eq!(limit, 40 << raised, "doubled each time, kept by the server");
+}

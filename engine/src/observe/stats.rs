@@ -273,6 +273,9 @@ pipeline_metrics! {
     /// over (a request not answered during a leader election, a lost connection) and were
     /// started again.
     run_restarts: Counter = "run_restarts",
+    /// Times this worker raised the `max_ack_pending` of a consumer it created, because the
+    /// open windows held all of it and deliveries had stopped.
+    max_ack_pending_raised: Counter = "max_ack_pending_raised",
     /// Times this worker stood down: the server pinned another worker for a consumer it was
     /// active on, and it dropped its open windows for that worker to compute.
     stand_downs: Counter = "stand_downs",

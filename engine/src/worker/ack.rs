@@ -10,6 +10,11 @@ use rangemap::RangeInclusiveSet;
 use super::commit::{self, Awaiting, Commit};
 use super::{Stats, Worker};
 use crate::archive;
+use crate::source::Bound;
+
+/// How far a worker raises the `max_ack_pending` of a consumer it created, at most: this many
+/// times the pipeline's (see [`Worker::widen`]).
+pub(super) const RAISE_LIMIT: i64 = 16;
 
 /// A message held until everything it went into is durable: only its reply subject (to ack
 /// it), the number of windows and archive files still holding it, and when it was last kept
@@ -161,6 +166,68 @@ impl Worker {
         Stats::add(&self.stats.in_progress, sent);
     }
 
+    /// Raises the `max_ack_pending` of a consumer that the open windows have filled.
+    ///
+    /// A window holds its messages unacknowledged until it closes, and it closes when later
+    /// readings move the watermark past its end plus the lateness: a plant publishing faster
+    /// than `max_ack_pending / (window + allowed_lateness)` readings a second fills the
+    /// consumer's limit with messages of open windows, the server stops delivering, no later
+    /// reading arrives to close them, and the keys would only close as idle, their readings
+    /// then arriving late. So when the worker holds the limit while the consumer has more to
+    /// deliver, a consumer Stator creates (`create_consumer = true`) gets twice the limit, up
+    /// to [`RAISE_LIMIT`] times the pipeline's `max_ack_pending`, with a warning saying what to
+    /// set; the server keeps the new value, so a restart starts with it. A consumer the
+    /// operator manages is left alone, with an error saying what to change.
+    pub(super) async fn widen(&mut self, consumers: &mut [Bound]) {
+        if self.inflight.len() < self.max_ack_pending {
+            return;
+        }
+        let spec = &self.pipeline.source;
+        let ceiling = spec.max_ack_pending.saturating_mul(RAISE_LIMIT);
+        for b in consumers.iter_mut() {
+            let Ok(info) = b.consumer.info().await.cloned() else { continue };
+            let limit = info.config.max_ack_pending;
+            if limit < 1 || (info.num_ack_pending as i64) < limit || info.num_pending == 0 {
+                continue;
+            }
+            let durable = b.spec.durable.as_str();
+            if !spec.create_consumer || limit >= ceiling {
+                if !self.said_saturated {
+                    self.said_saturated = true;
+                    tracing::error!(
+                        pipeline = %self.pipeline.name,
+                        consumer = durable,
+                        max_ack_pending = limit,
+                        "deliveries stopped: the open windows hold as many messages as the consumer's max_ack_pending, so \
+                         nothing arrives to close them; raise [source] max_ack_pending (or the consumer's) to more than \
+                         readings per second x (window + allowed_lateness)"
+                    );
+                }
+                continue;
+            }
+            let raised = limit.saturating_mul(2).min(ceiling);
+            let config = async_nats::jetstream::consumer::Config { max_ack_pending: raised, ..info.config.clone() };
+            match self.js.update_consumer_on_stream(config, &info.stream_name).await {
+                Ok(_) => {
+                    b.info.config.max_ack_pending = raised;
+                    Stats::add(&self.stats.max_ack_pending_raised, 1);
+                    tracing::warn!(
+                        pipeline = %self.pipeline.name,
+                        consumer = durable,
+                        from = limit,
+                        to = raised,
+                        "the open windows held the consumer's max_ack_pending, which stopped deliveries: raised it; set \
+                         [source] max_ack_pending to more than readings per second x (window + allowed_lateness)"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %self.pipeline.name, consumer = durable, error = %e, "raising max_ack_pending failed")
+                }
+            }
+        }
+        self.max_ack_pending = limit_of(consumers);
+    }
+
     pub(super) async fn nak_inflight(&mut self) {
         let n = self.inflight.len() as u64;
         for (_, f) in self.inflight.drain() {
@@ -168,4 +235,11 @@ impl Worker {
         }
         Stats::add(&self.stats.naked, n);
     }
+}
+
+/// The messages the server delivers to a worker on `consumers` before it waits for acks: the
+/// smallest `max_ack_pending` among them (unlimited when none sets one).
+pub(super) fn limit_of(consumers: &[Bound]) -> usize {
+    let least = consumers.iter().map(|b| b.info.config.max_ack_pending).min().unwrap_or(-1);
+    usize::try_from(least).unwrap_or(usize::MAX)
 }

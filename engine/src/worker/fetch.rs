@@ -119,6 +119,7 @@ impl Worker {
                         self.done.rotate(now);
                         self.keep_alive(now).await;
                         self.close_windows(now, &mut commit);
+                        self.widen(consumers).await;
                         self.note_watermark();
                         if mode == RunMode::Drain && self.drained(consumers).await {
                             self.flush(&mut commit);

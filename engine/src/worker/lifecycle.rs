@@ -53,7 +53,6 @@ pub(super) async fn run(
     let ack_pending: usize = bound.iter().map(|b| b.info.num_ack_pending).sum();
     let delivered = bound.iter().map(|b| b.info.delivered.stream_sequence).max().unwrap_or(0);
     let ack_wait = bound.iter().map(|b| b.info.config.ack_wait).max().unwrap_or_default();
-    let max_ack_pending = bound.iter().map(|b| b.info.config.max_ack_pending).min().unwrap_or(-1);
     let consumer_config = bound.first().map(|b| b.info.config.clone()).unwrap_or_default();
     let stream = js.get_stream(&pipeline.source.stream).await.ok();
     // Buckets the worker creates get as many copies as the stream it reads.
@@ -109,6 +108,7 @@ pub(super) async fn run(
         key_buf: String::new(),
         archive: None,
         max_ack_pending: usize::MAX,
+        said_saturated: false,
         stream,
         awaiting: Arc::default(),
         js: js.clone(),
@@ -131,7 +131,7 @@ pub(super) async fn run(
         None => (None, None),
     };
     worker.archive = sink;
-    worker.max_ack_pending = usize::try_from(max_ack_pending).unwrap_or(usize::MAX);
+    worker.max_ack_pending = super::ack::limit_of(&bound);
     let (commit_tx, commit_rx) = mpsc::channel::<Commit>(16);
     let (abort_tx, abort_rx) = watch::channel(false);
     let publisher = Publisher::new(js.clone()).with_stats(stats.clone());

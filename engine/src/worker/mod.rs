@@ -143,6 +143,9 @@ struct Worker {
     key_buf: String,
     archive: Option<Sink>,
     max_ack_pending: usize,
+    /// Whether this run said that deliveries stopped on a full consumer it may not raise
+    /// (see [`ack`]'s `widen`).
+    said_saturated: bool,
     stream: Option<jetstream::stream::Stream>,
     awaiting: Arc<std::sync::Mutex<Awaiting>>,
     js: jetstream::Context,
