@@ -11,7 +11,11 @@
 //!    clock) to its alert transition arriving at a subscriber, and resident memory at the end.
 //!
 //! `cargo bench --bench service`; `STATOR_BENCH_LIVE_S=N` shortens the live phase. Under
-//! `cargo test` it runs a small smoke size.
+//! `cargo test` it runs a small smoke size. `STATOR_BENCH_PIN=1` (Linux, `taskset`) gives
+//! nats-server and the bench's publisher CPU 0 and the consumer being measured (the worker, or
+//! the bare consumer of the catch-up ceiling) CPU 1, so that the worker's share of a load is
+//! not the server's. `STATOR_BENCH_ROWS=4` (a comma-separated list) runs only those rows of
+//! the table.
 
 #[path = "report/plant.rs"]
 mod plant;
@@ -48,6 +52,8 @@ struct Measured {
     /// The worker's own part (window close to PubAck): p50 and p99, seconds, from its
     /// `stator_alert_publish_seconds` histogram.
     publish: Option<(f64, f64)>,
+    /// Busy share of one core during the live phase: worker, nats-server, bench (publisher).
+    live_cpu: Option<[f64; 3]>,
 }
 
 fn main() {
@@ -66,14 +72,29 @@ fn main() {
     } else {
         vec![Size { machines: 20, backlog_s: 20, live_s: 0, hz: 1 }]
     };
+    let rows: Option<Vec<usize>> =
+        std::env::var("STATOR_BENCH_ROWS").ok().map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect());
+    let sizes: Vec<Size> = sizes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| rows.as_ref().is_none_or(|r| r.contains(&(i + 1))))
+        .map(|(_, s)| s)
+        .collect();
+    let pinned = std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1");
+    if pinned {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
+        // Before the runtime starts: its threads inherit the main thread's CPU.
+        report::pin(std::process::id(), "0", false);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s))).collect();
+    let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s, pinned))).collect();
     if !bench {
         return;
     }
     let mut t = String::from(
-        "| machines | backlog (readings) | catch-up (msg/s) | raw consumer, same filter (msg/s) | catch-up / raw | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 | window close → PubAck p50 | p99 |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| machines | backlog (readings) | catch-up (msg/s) | raw consumer, same filter (msg/s) | catch-up / raw | peak RSS catching up | RSS live, end | peak RSS | live load (msg/s) | alerts | window end → alert p50 | p99 | window close → PubAck p50 | p99 | CPU busy live: worker / server / publisher |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for m in &results {
         let mut l = m.latencies_ms.clone();
@@ -85,8 +106,11 @@ fn main() {
         let live = |s: String| if m.live_rate > 0.0 { s } else { "-".into() };
         let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
         let (p50, p99) = m.publish.map_or(("-".into(), "-".into()), |(a, b)| (ms(a), ms(b)));
+        let busy = m
+            .live_cpu
+            .map_or("-".into(), |[w, s, p]| format!("{:.0} % / {:.0} % / {:.0} %", w * 100.0, s * 100.0, p * 100.0));
         t += &format!(
-            "| {} | {} | {:.0} | {:.0} | **{:.2}** | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} |\n",
+            "| {} | {} | {:.0} | {:.0} | **{:.2}** | {} | {} | {} | {} | {} | {} | {} | {p50} | {p99} | {busy} |\n",
             m.machines,
             m.backlog,
             m.backlog as f64 / m.catch_up.as_secs_f64(),
@@ -100,6 +124,9 @@ fn main() {
             pct(0.5),
             pct(0.99)
         );
+    }
+    if pinned {
+        t += "\nnats-server and the publisher on CPU 0, the worker (and the bare consumer) on CPU 1.\n";
     }
     report::publish("service", &t);
 }
@@ -142,9 +169,13 @@ fn latency(msg: &async_nats::Message, after_ms: i64) -> Option<i64> {
     (end_ms > after_ms).then_some(received - end_ms)
 }
 
-async fn run(size: &Size) -> Measured {
+async fn run(size: &Size, pinned: bool) -> Measured {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = NatsServer::start_in(&dir.path().join("nats"), "bench", "").expect("nats-server");
+    let server_pid = server.pid().expect("server running");
+    if pinned {
+        report::pin(server_pid, "0", true);
+    }
     let client = stator::connect(&server.url()).await.expect("connect");
     let js = jetstream::new(client.clone());
     stator::plant::ensure_streams(&js).await.expect("streams");
@@ -156,7 +187,15 @@ async fn run(size: &Size) -> Measured {
     plant::publish_all(&js, backlog).await;
     let total = (size.backlog_s * size.machines) as u64;
 
+    // Pinned, the bare consumer gets the worker's CPU while it drains.
+    let me = std::process::id();
+    if pinned {
+        report::pin(me, "1", true);
+    }
     let raw = raw_catch_up(&js, total).await;
+    if pinned {
+        report::pin(me, "0", true);
+    }
     let mut alerts = client.subscribe("acme.*.alert.>").await.expect("subscribe");
     let listen = format!("127.0.0.1:{}", stator::nats_server::free_port().expect("port"));
     let mut child = plant::stator_run(&["--listen", &listen, LINE_HEALTH], &server.url())
@@ -164,6 +203,9 @@ async fn run(size: &Size) -> Measured {
         .spawn()
         .expect("stator run");
     let pid = child.id().expect("pid");
+    if pinned {
+        report::pin(pid, "1", true);
+    }
     let stream = js.get_stream("TELEMETRY").await.expect("stream");
     let started = Instant::now();
     loop {
@@ -192,6 +234,8 @@ async fn run(size: &Size) -> Measured {
     // Live: every machine `hz` times a second; one in ten flaps between 1 and 5 mm/s every
     // 30 s.
     let live_start = now_ms();
+    let live_clock = Instant::now();
+    let cpu_before = [report::cpu(pid), report::cpu(server_pid), report::cpu(me)];
     let publisher = {
         let js = js.clone();
         let (machines, ticks, hz) = (size.machines, size.live_s as u64 * size.hz, size.hz);
@@ -222,6 +266,12 @@ async fn run(size: &Size) -> Measured {
         sent = publisher => sent.expect("publisher"),
         () = collect => unreachable!("the subscription ended"),
     };
+    // What was sent over the time it took (the publisher falls behind its ticks if the server
+    // cannot take the load), and how busy each process was meanwhile.
+    let published_in = live_clock.elapsed().as_secs_f64();
+    let cpu_after = [report::cpu(pid), report::cpu(server_pid), report::cpu(me)];
+    let live_cpu = (size.live_s > 0)
+        .then(|| std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64() / published_in));
     // Let the last windows close (10 s windows, 5 s lateness).
     let settle = Instant::now() + Duration::from_secs(if size.live_s > 0 { 20 } else { 0 });
     while let Ok(Some(msg)) =
@@ -229,7 +279,7 @@ async fn run(size: &Size) -> Measured {
     {
         latencies_ms.extend(latency(&msg, live_start));
     }
-    let live_rate = if size.live_s == 0 { 0.0 } else { sent as f64 / size.live_s as f64 };
+    let live_rate = if size.live_s == 0 { 0.0 } else { sent as f64 / published_in };
     let publish = if size.live_s == 0 { None } else { publish_quantiles(&listen).await };
     let (live_rss_kb, peak_kb) = memory(pid);
     eprintln!(
@@ -254,6 +304,7 @@ async fn run(size: &Size) -> Measured {
         latencies_ms,
         live_rate,
         publish,
+        live_cpu,
     }
 }
 
