@@ -38,13 +38,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 5_000 });
-    let pinned = std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1");
-    if pinned {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
-        // Before the runtime starts: its threads inherit the main thread's CPUs.
-        report::pin(std::process::id(), &format!("1-{}", cores - 1), false);
-    }
+    // The bench on every CPU but the server's.
+    let pinned = report::pin_requested(|cores| format!("1-{}", cores - 1)).is_some();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(run(readings, pinned));
 }

@@ -80,13 +80,8 @@ fn main() {
         .filter(|(i, _)| rows.as_ref().is_none_or(|r| r.contains(&(i + 1))))
         .map(|(_, s)| s)
         .collect();
-    let pinned = std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1");
-    if pinned {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
-        // Before the runtime starts: its threads inherit the main thread's CPU.
-        report::pin(std::process::id(), "0", false);
-    }
+    // The publisher beside the server; the worker gets CPU 1.
+    let pinned = report::pin_requested(|_| "0".into()).is_some();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s, pinned))).collect();
     if !bench {

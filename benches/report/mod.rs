@@ -55,6 +55,20 @@ pub(crate) fn cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// With `STATOR_BENCH_PIN=1`: the number of CPUs (at least two, or it panics), after pinning
+/// this process's main thread to `own(cores)` before a runtime starts, so that the runtime's
+/// threads inherit it. `None` when pinning was not asked for.
+#[allow(dead_code)] // not every bench pins
+pub(crate) fn pin_requested(own: impl FnOnce(usize) -> String) -> Option<usize> {
+    if !std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
+    pin(std::process::id(), &own(cores), false);
+    Some(cores)
+}
+
 /// Restricts process `pid` (with `all`, each of its threads) to the CPUs in `list` (as
 /// `taskset` takes them, e.g. `0` or `1-3`); threads it starts later inherit that. Panics when
 /// `taskset` (util-linux) is missing or refuses: a bench asked to pin must not run unpinned.

@@ -206,7 +206,7 @@ impl Worker {
                 continue;
             }
             let raised = limit.saturating_mul(2).min(ceiling);
-            let config = async_nats::jetstream::consumer::Config { max_ack_pending: raised, ..info.config.clone() };
+            let config = async_nats::jetstream::consumer::Config { max_ack_pending: raised, ..info.config };
             match self.js.update_consumer_on_stream(config, &info.stream_name).await {
                 Ok(_) => {
                     b.info.config.max_ack_pending = raised;
