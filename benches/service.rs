@@ -81,7 +81,7 @@ fn main() {
         .map(|(_, s)| s)
         .collect();
     // The publisher beside the server; the worker gets CPU 1.
-    let pinned = report::pin_requested(|_| "0".into()).is_some();
+    let pinned = report::pin_requested(|_| "0".into());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let results: Vec<Measured> = sizes.iter().map(|s| rt.block_on(run(s, pinned))).collect();
     if !bench {

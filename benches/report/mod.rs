@@ -55,18 +55,18 @@ pub(crate) fn cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// With `STATOR_BENCH_PIN=1`: the number of CPUs (at least two, or it panics), after pinning
-/// this process's main thread to `own(cores)` before a runtime starts, so that the runtime's
-/// threads inherit it. `None` when pinning was not asked for.
+/// Whether `STATOR_BENCH_PIN=1` asks for pinning; if so, pins this process's main thread to
+/// `own(cores)` (the machine needs two CPUs at least, or it panics) before a runtime starts,
+/// so that the runtime's threads inherit it.
 #[allow(dead_code)] // not every bench pins
-pub(crate) fn pin_requested(own: impl FnOnce(usize) -> String) -> Option<usize> {
+pub(crate) fn pin_requested(own: impl FnOnce(usize) -> String) -> bool {
     if !std::env::var("STATOR_BENCH_PIN").is_ok_and(|v| v == "1") {
-        return None;
+        return false;
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     assert!(cores >= 2, "STATOR_BENCH_PIN needs two CPUs");
     pin(std::process::id(), &own(cores), false);
-    Some(cores)
+    true
 }
 
 /// Restricts process `pid` (with `all`, each of its threads) to the CPUs in `list` (as
